@@ -1,0 +1,44 @@
+# keepgate — see README.md.
+GO       ?= go
+export GOFLAGS := -buildvcs=false
+export GOTOOLCHAIN := local
+BIN      := $(CURDIR)/bin
+
+.PHONY: all build test test-short run bench lint fuzz setup clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+setup:
+	bash scripts/setup.sh test
+
+# The README's test command: installs what the tests need, then runs every
+# test with the race detector. Tests start real nginx, runit, MinIO and
+# Chromium on loopback; under CI=true none of them may be skipped.
+test: setup
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 30m ./...
+
+# Quick run without external components.
+test-short:
+	$(GO) test -short -count=1 ./...
+
+# The README's run command: a local cluster (2 keepstores, keepproxy, nginx TLS).
+run: build
+	bash scripts/setup.sh run
+	bash scripts/run.sh
+
+bench: build
+	$(GO) run ./cmd/keepbench -out BENCHMARKS.md
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+fuzz:
+	$(GO) test -run XXX -fuzz FuzzParseLocator -fuzztime 60s ./blockstore
+
+clean:
+	rm -rf $(BIN)
