@@ -213,4 +213,3 @@ func WriteFile(t testing.TB, dir, name, content string) string {
 
 // Contains reports whether the log of p contains s.
 func (p *Proc) Contains(s string) bool { return strings.Contains(p.Output(), s) }
-
