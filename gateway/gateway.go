@@ -1,0 +1,160 @@
+// Package gateway is keepproxy: the internet-facing Keep gateway. It
+// authenticates API tokens (Authenticator: token file, remote Arvados API,
+// a TTL cache in front), answers CORS preflights before auth, and streams
+// block PUTs to several keepstores at once (Put, through a windowed Tee)
+// and GETs from the first store that has the block, failing over mid-body
+// with Range requests (Open/Block).
+//
+// Design notes: the only per-request buffer is the Tee window (default
+// 4 MiB + one chunk), taken from a byte-weighted Budget; POST / without a
+// hash buffers the body, also from the Budget. Routing (which stores a
+// block goes to) is the rendezvous order of KEEP-PROTOCOL §8.1 over the
+// configured or discovered stores, behind writeOrder/readOrder so that
+// storage pools and host-based rules can replace it.
+package gateway
+
+import (
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/keepgate/keepgate/blockstore"
+)
+
+// Options configure a Gateway.
+type Options struct {
+	Services        []Service
+	DefaultReplicas int           // when the client sends no X-Keep-Desired-Replicas (default 2)
+	Auth            Authenticator // required
+	StoreAdminToken string        // sent to stores for /index (admin callers only); empty: forward the caller's token
+	Window          int64         // Tee window per PUT (default 4 MiB)
+	MemoryBudget    int64         // all buffers together (default 256 MiB)
+	BudgetWait      time.Duration // how long a request waits for budget (default 2s)
+	BodyIdleTimeout time.Duration // a client body stalled this long is cut off (default 60s)
+	UpstreamIdle    time.Duration // a store that stops reading this long is dropped (default 60s)
+	ManagementToken string        // guards /metrics and /_health/ping; empty: metrics open, ping disabled
+	TrustedProxies  []netip.Prefix
+	Logger          *slog.Logger
+	Registry        *prometheus.Registry
+	Transport       http.RoundTripper // toward the stores; nil: a tuned default
+	// UploaderFS, if set, is served at /_upload/ (the web uploader).
+	UploaderFS http.FileSystem
+}
+
+// Gateway is the keepproxy service.
+type Gateway struct {
+	opt          Options
+	services     atomic.Pointer[[]Service]
+	auth         Authenticator
+	up           *upstream
+	budget       *Budget
+	window       int64
+	upstreamIdle time.Duration
+	log          *slog.Logger
+	metrics      *metrics
+}
+
+// New builds a Gateway.
+func New(opt Options) (*Gateway, error) {
+	if opt.Auth == nil {
+		return nil, blockstore.Errorf(blockstore.KindInternal, "gateway: no authenticator configured")
+	}
+	if opt.DefaultReplicas <= 0 {
+		opt.DefaultReplicas = 2
+	}
+	if opt.Window <= 0 {
+		opt.Window = 4 << 20
+	}
+	if opt.MemoryBudget <= 0 {
+		opt.MemoryBudget = 256 << 20
+	}
+	if opt.BudgetWait <= 0 {
+		opt.BudgetWait = 2 * time.Second
+	}
+	if opt.BodyIdleTimeout <= 0 {
+		opt.BodyIdleTimeout = 60 * time.Second
+	}
+	if opt.UpstreamIdle <= 0 {
+		opt.UpstreamIdle = 60 * time.Second
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opt.Registry == nil {
+		opt.Registry = prometheus.NewRegistry()
+	}
+	g := &Gateway{opt: opt, auth: opt.Auth, up: newUpstream(opt.Transport), window: opt.Window, upstreamIdle: opt.UpstreamIdle, log: opt.Logger}
+	g.metrics = newMetrics(opt.Registry)
+	g.budget = NewBudget(opt.MemoryBudget, opt.BudgetWait, g.metrics.budgetInUse)
+	g.SetServices(opt.Services)
+	return g, nil
+}
+
+// SetServices replaces the store list (e.g. after discovery).
+func (g *Gateway) SetServices(s []Service) {
+	cp := append([]Service(nil), s...)
+	g.services.Store(&cp)
+}
+
+// Services returns the current store list.
+func (g *Gateway) Services() []Service { return *g.services.Load() }
+
+func (g *Gateway) readOrder(h blockstore.Hash) []Service {
+	svcs := g.Services()
+	uuids := make([]string, len(svcs))
+	for i, s := range svcs {
+		uuids[i] = s.UUID
+	}
+	out := make([]Service, 0, len(svcs))
+	for _, i := range blockstore.ServiceOrder(h, uuids) {
+		out = append(out, svcs[i])
+	}
+	return out
+}
+
+func (g *Gateway) writeOrder(h blockstore.Hash) []Service {
+	all := g.readOrder(h)
+	out := all[:0:0]
+	for _, s := range all {
+		if !s.ReadOnly {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+type metrics struct {
+	requests         *prometheus.CounterVec
+	bytesIn          prometheus.Counter
+	bytesOut         prometheus.Counter
+	upstreamAttempts *prometheus.CounterVec
+	upstreamFailures *prometheus.CounterVec
+	shortfalls       prometheus.Counter
+	budgetInUse      prometheus.Gauge
+	corrupt          prometheus.Counter
+	authLookups      prometheus.Counter
+	blocksPut        prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "keepproxy", Name: "requests_total", Help: "Requests by method and status code."}, []string{"method", "code"}),
+		bytesIn:  prometheus.NewCounter(prometheus.CounterOpts{Namespace: "keepproxy", Name: "received_bytes_total", Help: "Block bytes received from clients."}),
+		bytesOut: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "keepproxy", Name: "sent_bytes_total", Help: "Block bytes sent to clients."}),
+		upstreamAttempts: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "keepproxy", Name: "upstream_attempts_total", Help: "Requests sent to keep stores."},
+			[]string{"store", "method"}),
+		upstreamFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "keepproxy", Name: "upstream_failures_total", Help: "Failed requests to keep stores (404 excluded)."},
+			[]string{"store", "method"}),
+		shortfalls:  prometheus.NewCounter(prometheus.CounterOpts{Namespace: "keepproxy", Name: "replica_shortfalls_total", Help: "PUTs that stored fewer replicas than asked for."}),
+		budgetInUse: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "keepproxy", Name: "buffer_budget_in_use_bytes", Help: "Bytes of the memory budget held by requests."}),
+		corrupt:     prometheus.NewCounter(prometheus.CounterOpts{Namespace: "keepproxy", Name: "corrupt_reads_total", Help: "Block reads whose bytes did not match the hash."}),
+		authLookups: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "keepproxy", Name: "auth_lookups_total", Help: "Token look-ups that missed the cache."}),
+		blocksPut:   prometheus.NewCounter(prometheus.CounterOpts{Namespace: "keepproxy", Name: "blocks_stored_total", Help: "Blocks stored through this proxy (PUT or POST answered 200)."}),
+	}
+	reg.MustRegister(m.requests, m.bytesIn, m.bytesOut, m.upstreamAttempts, m.upstreamFailures, m.shortfalls, m.budgetInUse, m.corrupt, m.authLookups, m.blocksPut)
+	return m
+}

@@ -1,0 +1,434 @@
+package gateway
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/md5"
+	"crypto/subtle"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/felixge/httpsnoop"
+	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/cors"
+
+	"github.com/keepgate/keepgate/blockstore"
+	"github.com/keepgate/keepgate/internal/httpserver"
+)
+
+// CORS header values of KEEP-PROTOCOL §7, byte for byte.
+const (
+	corsAllowMethods  = "GET, HEAD, PUT, OPTIONS, POST"
+	corsAllowHeaders  = "Authorization, Content-Length, Content-Type, X-Keep-Desired-Replicas, X-Keep-Signature, X-Keep-Storage-Classes"
+	corsExposeHeaders = "X-Keep-Locator, X-Keep-Replicas-Stored, X-Keep-Storage-Classes-Confirmed"
+	corsMaxAge        = "86486400"
+)
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
+
+// Handler returns the HTTP handler: request ids, real client address,
+// access log, metrics, CORS, then the routes.
+func (g *Gateway) Handler() http.Handler {
+	r := mux.NewRouter()
+	r.SkipClean(true)
+	r.UseEncodedPath()
+	blockPath := "/{locator:[0-9a-f]{32}(?:\\+[^/]*)?}"
+	r.Methods(http.MethodOptions).HandlerFunc(g.handleOptions)
+	r.Path(blockPath).Methods(http.MethodGet, http.MethodHead).HandlerFunc(g.handleGet)
+	r.Path(blockPath).Methods(http.MethodPut).HandlerFunc(g.handlePut)
+	r.Path("/").Methods(http.MethodPost).HandlerFunc(g.handlePost)
+	r.Path("/index").Methods(http.MethodGet).HandlerFunc(g.handleIndex)
+	r.Path("/index/{prefix:[0-9a-f]{0,32}}").Methods(http.MethodGet).HandlerFunc(g.handleIndex)
+	r.Path("/_health/{check}").Methods(http.MethodGet).HandlerFunc(g.handleHealth)
+	r.Path("/metrics").Methods(http.MethodGet).Handler(g.guardManagement(promhttp.HandlerFor(g.opt.Registry, promhttp.HandlerOpts{})))
+	if g.opt.UploaderFS != nil {
+		r.PathPrefix("/_upload/").Methods(http.MethodGet, http.MethodHead).Handler(http.StripPrefix("/_upload/", http.FileServer(g.opt.UploaderFS)))
+		r.Path("/_upload").Handler(http.RedirectHandler("/_upload/", http.StatusMovedPermanently))
+	}
+	bad := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		httpserver.WriteError(w, blockstore.Errorf(blockstore.KindBadRequest, "Bad request: unknown path or method"))
+	})
+	r.NotFoundHandler, r.MethodNotAllowedHandler = bad, bad
+
+	c := cors.New(cors.Options{
+		AllowedOrigins:     []string{"*"},
+		AllowedMethods:     strings.Split(corsAllowMethods, ", "),
+		AllowedHeaders:     strings.Split(corsAllowHeaders, ", "),
+		ExposedHeaders:     strings.Split(corsExposeHeaders, ", "),
+		MaxAge:             86486400,
+		OptionsPassthrough: true, // our OPTIONS handler answers with the exact §7 values
+	})
+	var h http.Handler = c.Handler(staticCORS(r))
+	h = g.countRequests(h)
+	h = httpserver.WithAccessLog(g.log, h)
+	h = httpserver.WithClientIP(g.opt.TrustedProxies, h)
+	return httpserver.WithRequestID(h)
+}
+
+// staticCORS sets the §7 headers on every response, whether or not the
+// request carried an Origin (Arvados clients and tests expect them always).
+func staticCORS(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Access-Control-Allow-Origin", "*")
+		h.Set("Access-Control-Allow-Methods", corsAllowMethods)
+		h.Set("Access-Control-Allow-Headers", corsAllowHeaders)
+		h.Set("Access-Control-Expose-Headers", corsExposeHeaders)
+		h.Set("Access-Control-Max-Age", corsMaxAge)
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (g *Gateway) countRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m := httpsnoop.CaptureMetrics(next, w, r)
+		g.metrics.requests.WithLabelValues(r.Method, strconv.Itoa(m.Code)).Inc()
+	})
+}
+
+func (g *Gateway) handleOptions(w http.ResponseWriter, r *http.Request) {
+	staticCORS(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Length", "0")
+		w.WriteHeader(http.StatusOK)
+	})).ServeHTTP(w, r)
+}
+
+// authorize checks the loop guard and the token's scope. It returns the
+// token to forward to the stores.
+func (g *Gateway) authorize(r *http.Request, scope Scope) (string, error) {
+	if strings.Contains(r.Header.Get("Via"), " keepproxy") {
+		return "", blockstore.Errorf(blockstore.KindLoop, "loop detected: this request already passed through a keepproxy")
+	}
+	token := httpserver.Token(r, false)
+	if token == "" {
+		return "", ErrBadToken
+	}
+	id, err := g.auth.Authenticate(r.Context(), token)
+	if err != nil {
+		return "", err
+	}
+	if !id.Has(scope) {
+		return "", &blockstore.Error{Kind: blockstore.KindForbidden, Msg: fmt.Sprintf("token %q may not %s (scopes: %v)", id.Name, scope, id.Scopes)}
+	}
+	return token, nil
+}
+
+func (g *Gateway) handleGet(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Via", "HTTP/1.1 keepproxy")
+	head := r.Method == http.MethodHead
+	req, err := g.parseGet(r)
+	if err != nil {
+		httpserver.WriteError(w, err)
+		return
+	}
+	if req.Token, err = g.authorize(r, ScopeRead); err != nil {
+		httpserver.WriteError(w, err)
+		return
+	}
+	if req.Locator.Hash == blockstore.EmptyHash && req.Range == nil {
+		w.Header().Set("Content-Length", "0")
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	blk, err := g.Open(r.Context(), req)
+	if err != nil {
+		httpserver.WriteError(w, err)
+		return
+	}
+	defer blk.Close()
+	g.writeBlock(w, r, blk, head)
+}
+
+func (g *Gateway) parseGet(r *http.Request) (GetRequest, error) {
+	loc, err := blockstore.ParseLocator(mux.Vars(r)["locator"])
+	if err != nil {
+		return GetRequest{}, err
+	}
+	req := GetRequest{Locator: loc, Head: r.Method == http.MethodHead}
+	if rh := r.Header.Get("Range"); rh != "" && !req.Head {
+		if req.Range, err = parseRange(rh); err != nil {
+			return req, err
+		}
+		if req.Range.From < 0 { // suffix range: needs the size hint
+			if !loc.HasSize() {
+				return req, blockstore.Errorf(blockstore.KindBadRange, "a suffix Range needs a locator with a size hint")
+			}
+			req.Range.From = max(0, loc.Size+req.Range.From)
+		}
+	}
+	return req, nil
+}
+
+// writeBlock sends an opened block: headers first, then the verified body.
+func (g *Gateway) writeBlock(w http.ResponseWriter, r *http.Request, blk *Block, head bool) {
+	h := w.Header()
+	h.Set("Content-Length", strconv.FormatInt(blk.Length, 10))
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Accept-Ranges", "bytes")
+	status := http.StatusOK
+	if blk.Partial {
+		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", blk.Offset, blk.Offset+blk.Length-1, blk.Size))
+		status = http.StatusPartialContent
+	}
+	w.WriteHeader(status)
+	if head {
+		return
+	}
+	buf := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(buf)
+	n, err := io.CopyBuffer(w, blk, *buf)
+	g.metrics.bytesOut.Add(float64(n))
+	if err != nil {
+		if k := blockstore.KindOf(err); k == blockstore.KindHashMismatch || k == blockstore.KindCorrupt {
+			g.metrics.corrupt.Inc()
+			g.log.Error("block data did not match its hash; response cut short", "request_id", httpserver.RequestIDFrom(r.Context()), "block", blk.req.Locator.Hash.String())
+		} else {
+			g.log.Warn("block response cut short", "request_id", httpserver.RequestIDFrom(r.Context()), "sent", n, "error", err.Error())
+		}
+		panic(http.ErrAbortHandler) // make sure the client sees a broken response, never a clean one
+	}
+}
+
+func (g *Gateway) handlePut(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Via", "HTTP/1.1 keepproxy")
+	req, err := g.parsePut(r)
+	if err != nil {
+		httpserver.WriteError(w, err)
+		return
+	}
+	if req.Token, err = g.authorize(r, ScopeWrite); err != nil {
+		httpserver.WriteError(w, err)
+		return
+	}
+	if req.Size > blockstore.MaxBlockSize {
+		httpserver.WriteError(w, blockstore.E("PUT", blockstore.KindTooLarge))
+		return
+	}
+	body := httpserver.ProgressBody(w, r, g.opt.BodyIdleTimeout)
+	req.Body = body
+	res, err := g.Put(r.Context(), req)
+	g.metrics.bytesIn.Add(float64(body.N))
+	g.writePutResult(w, req, res, err)
+}
+
+// parsePut applies the checks that come before authentication, in the
+// order of KEEP-PROTOCOL §6.4: loop, Content-Length (411), locator (400),
+// size hint vs Content-Length (400).
+func (g *Gateway) parsePut(r *http.Request) (PutRequest, error) {
+	if strings.Contains(r.Header.Get("Via"), " keepproxy") {
+		return PutRequest{}, blockstore.Errorf(blockstore.KindLoop, "loop detected: this request already passed through a keepproxy")
+	}
+	if r.ContentLength < 0 {
+		return PutRequest{}, blockstore.Errorf(blockstore.KindLengthRequired, "Length Required: send a Content-Length header (chunked uploads are not accepted)")
+	}
+	req := PutRequest{Size: r.ContentLength, Replicas: g.opt.DefaultReplicas, Classes: httpserver.ParseClasses(r.Header.Get("X-Keep-Storage-Classes"))}
+	if v := r.Header.Get("X-Keep-Desired-Replicas"); v != "" {
+		if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n >= 0 {
+			req.Replicas = n
+		}
+	}
+	if r.Method == http.MethodPost {
+		return req, nil
+	}
+	loc, err := blockstore.ParseLocator(mux.Vars(r)["locator"])
+	if err != nil {
+		return req, err
+	}
+	if loc.Size > 0 && loc.Size != r.ContentLength {
+		return req, blockstore.Errorf(blockstore.KindBadRequest, "Locator size hint does not match Content-Length header")
+	}
+	req.Hash = loc.Hash
+	return req, nil
+}
+
+func (g *Gateway) writePutResult(w http.ResponseWriter, req PutRequest, res PutResult, err error) {
+	w.Header().Set("X-Keep-Replicas-Stored", strconv.Itoa(res.Replicas))
+	if len(req.Classes) > 0 {
+		confirmed := res.Classes
+		if len(confirmed) == 0 && err == nil {
+			confirmed = map[string]int{}
+			for _, c := range req.Classes {
+				confirmed[c] = res.Replicas
+			}
+		}
+		w.Header().Set("X-Keep-Storage-Classes-Confirmed", formatConfirmed(confirmed))
+	}
+	if err != nil {
+		httpserver.WriteError(w, err)
+		return
+	}
+	g.metrics.blocksPut.Inc()
+	loc := res.Locator
+	if loc == "" {
+		loc = fmt.Sprintf("%s+%d", req.Hash, req.Size)
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Content-Length", strconv.Itoa(len(loc)))
+	w.WriteHeader(http.StatusOK)
+	io.WriteString(w, loc)
+}
+
+// handlePost stores a body whose hash the client did not compute. The
+// body is buffered (its size comes from the memory budget), hashed, then
+// written like a PUT.
+func (g *Gateway) handlePost(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Via", "HTTP/1.1 keepproxy")
+	req, err := g.parsePut(r)
+	if err == nil {
+		req.Token, err = g.authorize(r, ScopeWrite)
+	}
+	if err == nil && req.Size > blockstore.MaxBlockSize {
+		err = blockstore.E("POST", blockstore.KindTooLarge)
+	}
+	if err == nil {
+		err = g.budget.Acquire(r.Context(), req.Size)
+	}
+	if err != nil {
+		httpserver.WriteError(w, err)
+		return
+	}
+	defer g.budget.Release(req.Size)
+	buf := make([]byte, req.Size)
+	body := httpserver.ProgressBody(w, r, g.opt.BodyIdleTimeout)
+	if _, err := io.ReadFull(body, buf); err != nil {
+		httpserver.WriteError(w, blockstore.E("POST", blockstore.KindLengthMismatch, "request body shorter than Content-Length", err))
+		return
+	}
+	g.metrics.bytesIn.Add(float64(len(buf)))
+	req.Hash = blockstore.Hash(md5.Sum(buf))
+	req.Body = bytes.NewReader(buf)
+	res, err := g.Put(r.Context(), req)
+	g.writePutResult(w, req, res, err)
+}
+
+// handleIndex merges the stores' indexes (admin scope). Each store's
+// blank-line terminator is dropped and one final blank line is added, so
+// a complete answer ends in "\n\n" (or is exactly "\n" when empty).
+func (g *Gateway) handleIndex(w http.ResponseWriter, r *http.Request) {
+	token, err := g.authorize(r, ScopeAdmin)
+	if err != nil {
+		httpserver.WriteError(w, err)
+		return
+	}
+	prefix := mux.Vars(r)["prefix"]
+	if q := r.URL.Query().Get("prefix"); q != "" {
+		if !blockstore.IsHexPrefix(q) {
+			httpserver.WriteError(w, blockstore.Errorf(blockstore.KindBadRequest, "index prefix must be 0-32 lowercase hex digits"))
+			return
+		}
+		prefix = q
+	}
+	if g.opt.StoreAdminToken != "" {
+		token = g.opt.StoreAdminToken
+	}
+	var out bytes.Buffer
+	for _, svc := range g.Services() {
+		if err := g.indexOne(r.Context(), svc, prefix, token, &out); err != nil {
+			httpserver.WriteError(w, err)
+			return
+		}
+	}
+	out.WriteByte('\n')
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Write(out.Bytes())
+}
+
+func (g *Gateway) indexOne(ctx context.Context, svc Service, prefix, token string, out *bytes.Buffer) error {
+	resp, err := g.up.get(ctx, svc, "index/"+prefix, http.MethodGet, token, httpserver.RequestIDFrom(ctx), 0)
+	if err != nil {
+		return &blockstore.Error{Kind: blockstore.KindBadGateway, Msg: "index request to a keep store failed: " + blockstore.Message(err), Err: err}
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 64<<10)
+	complete := false
+	for sc.Scan() {
+		line := sc.Bytes()
+		if len(line) == 0 {
+			complete = true
+			continue
+		}
+		if complete { // data after the terminator
+			complete = false
+		}
+		out.Write(line)
+		out.WriteByte('\n')
+	}
+	if sc.Err() != nil || !complete {
+		return &blockstore.Error{Kind: blockstore.KindBadGateway, Msg: "a keep store sent an incomplete index"}
+	}
+	return nil
+}
+
+// handleHealth answers /_health/ping per KEEP-PROTOCOL §4.
+func (g *Gateway) handleHealth(w http.ResponseWriter, r *http.Request) {
+	mt := g.opt.ManagementToken
+	switch {
+	case mux.Vars(r)["check"] != "ping":
+		httpserver.WriteError(w, blockstore.Errorf(blockstore.KindNotFound, "unknown health check"))
+	case mt == "":
+		http.Error(w, "disabled", http.StatusNotFound)
+	case r.Header.Get("Authorization") == "":
+		http.Error(w, "authorization required", http.StatusUnauthorized)
+	case subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte("Bearer "+mt)) != 1:
+		http.Error(w, "authorization error", http.StatusForbidden)
+	default:
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, "{\"health\":\"OK\"}\n")
+	}
+}
+
+// guardManagement requires the management token when one is configured.
+func (g *Gateway) guardManagement(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if mt := g.opt.ManagementToken; mt != "" {
+			tok := httpserver.Token(r, false)
+			if tok == "" {
+				httpserver.WriteError(w, blockstore.Errorf(blockstore.KindNoToken, "Unauthorized: send the management token"))
+				return
+			}
+			if subtle.ConstantTimeCompare([]byte(tok), []byte(mt)) != 1 {
+				httpserver.WriteError(w, blockstore.Errorf(blockstore.KindForbidden, "Forbidden"))
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// parseRange accepts a single "bytes=a-b", "bytes=a-" or "bytes=-n".
+func parseRange(v string) (*ByteRange, error) {
+	bad := blockstore.Errorf(blockstore.KindBadRange, "unsupported Range %q: use a single bytes=first-last range", v)
+	spec, ok := strings.CutPrefix(strings.TrimSpace(v), "bytes=")
+	if !ok || strings.Contains(spec, ",") {
+		return nil, bad
+	}
+	a, b, ok := strings.Cut(spec, "-")
+	if !ok {
+		return nil, bad
+	}
+	if a == "" { // suffix: last n bytes; resolved once the size is known
+		n, err := strconv.ParseInt(b, 10, 64)
+		if err != nil || n <= 0 {
+			return nil, bad
+		}
+		return &ByteRange{From: -n, To: -1}, nil
+	}
+	from, err := strconv.ParseInt(a, 10, 64)
+	if err != nil || from < 0 {
+		return nil, bad
+	}
+	to := int64(-1)
+	if b != "" {
+		if to, err = strconv.ParseInt(b, 10, 64); err != nil || to < from {
+			return nil, bad
+		}
+	}
+	return &ByteRange{From: from, To: to}, nil
+}
