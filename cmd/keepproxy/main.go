@@ -1,0 +1,192 @@
+// Command keepproxy is keepgate's internet-facing Keep gateway. It sits
+// behind nginx (TLS on 443) on 127.0.0.1:25107, authenticates API tokens,
+// answers CORS preflights, and streams blocks to and from the keepstores.
+//
+//	keepproxy -config /etc/keepgate/keepproxy.yml
+//
+// Every setting can also come from KEEPPROXY_* environment variables, and
+// ARVADOS_API_HOST / ARVADOS_API_TOKEN / ARVADOS_API_HOST_INSECURE make it
+// validate tokens against, and discover stores from, an Arvados API server
+// with no config file at all.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/keepgate/keepgate/gateway"
+	"github.com/keepgate/keepgate/internal/config"
+	"github.com/keepgate/keepgate/internal/httpserver"
+)
+
+const usage = `Usage: keepproxy [-config FILE]
+
+keepproxy is the internet-facing Keep gateway of keepgate.
+
+Options:
+  -config FILE   YAML configuration (see config/keepproxy.example.yml)
+  -h             this help
+
+Every key can be overridden from the environment: KEEPPROXY_<KEY>, e.g.
+KEEPPROXY_LISTEN=127.0.0.1:25107, KEEPPROXY_DEFAULT_REPLICAS=2,
+KEEPPROXY_TOKEN_FILE=/etc/keepgate/tokens.yml, KEEPPROXY_API_HOST=api.example:443,
+KEEPPROXY_STORES='[{"url":"http://10.0.0.5:25107"}]'.
+
+Arvados style: with ARVADOS_API_HOST and ARVADOS_API_TOKEN set (and
+ARVADOS_API_HOST_INSECURE=1 for a self-signed API certificate), keepproxy
+validates tokens against that API server and discovers its keepstores.
+
+Signals: SIGHUP reloads the token file; SIGTERM/SIGINT shut down gracefully.
+`
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "keepproxy:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	fs := flag.NewFlagSet("keepproxy", flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprint(os.Stderr, usage) }
+	cfgPath := fs.String("config", "", "YAML configuration file")
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	cfg, err := config.LoadKeepproxy(*cfgPath)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.LogLevel)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	opt := gateway.Options{
+		DefaultReplicas: cfg.DefaultReplicas,
+		Window:          int64(cfg.PutWindow),
+		MemoryBudget:    int64(cfg.MemoryBudget),
+		BodyIdleTimeout: cfg.BodyIdleTimeout,
+		UpstreamIdle:    cfg.UpstreamIdleTimeout,
+		TrustedProxies:  cfg.TrustedProxyPrefixes(),
+		Logger:          log,
+		Registry:        reg,
+	}
+	if cfg.ManagementTokenFile != "" {
+		if opt.ManagementToken, err = config.ReadSecretFile(cfg.ManagementTokenFile); err != nil {
+			return fmt.Errorf("management_token_file: %w", err)
+		}
+	}
+	if cfg.StoreAdminTokenFile != "" {
+		if opt.StoreAdminToken, err = config.ReadSecretFile(cfg.StoreAdminTokenFile); err != nil {
+			return fmt.Errorf("store_admin_token_file: %w", err)
+		}
+	}
+	if cfg.Uploader {
+		opt.UploaderFS = uploaderFS()
+	}
+
+	var chain gateway.Chain
+	var tokenFile *gateway.TokenFile
+	if cfg.TokenFile != "" {
+		if tokenFile, err = gateway.LoadTokenFile(cfg.TokenFile, log); err != nil {
+			return err
+		}
+		chain = append(chain, tokenFile)
+	}
+	var remote *gateway.RemoteAuth
+	if cfg.API.Host != "" {
+		remote = gateway.NewRemoteAuth(cfg.API.Host, cfg.API.Insecure)
+		chain = append(chain, remote)
+	}
+	cache := gateway.NewCache(chain, cfg.TokenCacheSize, cfg.TokenCacheTTL, cfg.TokenCacheNegativeTTL, log)
+	opt.Auth = cache
+
+	for _, s := range cfg.Stores {
+		uuid := s.UUID
+		if uuid == "" {
+			uuid = gateway.SyntheticUUID(cfg.ClusterID, s.URL)
+		}
+		opt.Services = append(opt.Services, gateway.Service{UUID: uuid, URL: s.URL, ReadOnly: s.ReadOnly})
+	}
+	var discoveryToken string
+	if len(opt.Services) == 0 {
+		if discoveryToken, err = cfg.DiscoveryToken(); err != nil {
+			return err
+		}
+		if opt.Services, err = remote.Discover(ctx, discoveryToken); err != nil {
+			return fmt.Errorf("no stores configured and discovery failed: %w", err)
+		}
+	}
+	gw, err := gateway.New(opt)
+	if err != nil {
+		return err
+	}
+	if len(cfg.Stores) == 0 {
+		go gw.KeepDiscovering(ctx, remote, discoveryToken, cfg.DiscoveryInterval, log)
+	}
+	if tokenFile != nil {
+		tokenFile.OnReload = cache.Purge
+		go tokenFile.Watch(ctx, 2*time.Second)
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		go func() {
+			for range hup {
+				if err := tokenFile.Reload(); err != nil {
+					log.Error("token file reload on SIGHUP failed; keeping the previous tokens", "error", err.Error())
+				}
+			}
+		}()
+	}
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	srv := httpserver.Server(cfg.Listen, gw.Handler(), log)
+	srv.ReadHeaderTimeout = cfg.RequestHeaderTimeout
+	names := make([]string, 0, len(opt.Services))
+	for _, s := range gw.Services() {
+		names = append(names, s.URL)
+	}
+	log.Info("keepproxy listening", "address", ln.Addr().String(), "stores", names, "default_replicas", cfg.DefaultReplicas)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		srv.Close()
+	}
+	return nil
+}
+
+func newLogger(level string) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level))
+	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+}
+
+func uploaderFS() http.FileSystem { return nil }

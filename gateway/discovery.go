@@ -1,0 +1,79 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/keepgate/keepgate/blockstore"
+)
+
+// Discover lists the keepstores an API server reports in
+// keep_services/accessible (proxies excluded, so a proxy never forwards to
+// itself).
+func (a *RemoteAuth) Discover(ctx context.Context, token string) ([]Service, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.BaseURL+"/arvados/v1/keep_services/accessible", nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := a.Client.Do(req)
+	if err != nil {
+		return nil, blockstore.E("discover", blockstore.KindBadGateway, "API server unreachable for keep service discovery", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, blockstore.Errorf(blockstore.KindBadGateway, "keep service discovery: API server answered %d", resp.StatusCode)
+	}
+	var list struct {
+		Items []struct {
+			UUID        string `json:"uuid"`
+			Host        string `json:"service_host"`
+			Port        int    `json:"service_port"`
+			SSL         bool   `json:"service_ssl_flag"`
+			ServiceType string `json:"service_type"`
+			ReadOnly    bool   `json:"read_only"`
+		} `json:"items"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
+		return nil, blockstore.E("discover", blockstore.KindBadGateway, "unreadable keep_services reply", err)
+	}
+	var out []Service
+	for _, it := range list.Items {
+		if it.ServiceType == "proxy" {
+			continue
+		}
+		scheme := "http"
+		if it.SSL {
+			scheme = "https"
+		}
+		out = append(out, Service{UUID: it.UUID, URL: fmt.Sprintf("%s://%s:%d", scheme, it.Host, it.Port), ReadOnly: it.ReadOnly})
+	}
+	if len(out) == 0 {
+		return nil, blockstore.Errorf(blockstore.KindBadGateway, "keep service discovery: the API server lists no keep stores")
+	}
+	return out, nil
+}
+
+// KeepDiscovering refreshes the gateway's stores every interval until ctx
+// is done; failures keep the previous list.
+func (g *Gateway) KeepDiscovering(ctx context.Context, a *RemoteAuth, token string, every time.Duration, log *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		svcs, err := a.Discover(ctx, token)
+		if err != nil {
+			log.Warn("keep service discovery failed; keeping the previous list", "error", err.Error())
+			continue
+		}
+		g.SetServices(svcs)
+	}
+}

@@ -1,0 +1,209 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+)
+
+// KeepproxyEnvPrefix is the prefix of keepproxy's environment overrides:
+// KEEPPROXY_LISTEN, KEEPPROXY_DEFAULT_REPLICAS, KEEPPROXY_STORES (JSON), ...
+const KeepproxyEnvPrefix = "KEEPPROXY"
+
+// Keepproxy is the configuration of the internet-facing gateway. Keys are
+// lower_snake_case; config/keepproxy.example.yml documents each one.
+type Keepproxy struct {
+	// ClusterID prefixes the synthetic UUIDs of stores given only by URL.
+	ClusterID string `mapstructure:"cluster_id"`
+	// Listen is host:port. Default 127.0.0.1:25107 (behind nginx).
+	Listen string `mapstructure:"listen"`
+	// Stores are the keepstores blocks go to. Empty: discovered from the
+	// API server's keep_services/accessible (api.host must be set).
+	Stores []ProxyStore `mapstructure:"stores"`
+	// DiscoveryInterval: how often discovered stores are refreshed.
+	DiscoveryInterval time.Duration `mapstructure:"discovery_interval"`
+	// DefaultReplicas when the client sends no X-Keep-Desired-Replicas.
+	DefaultReplicas int `mapstructure:"default_replicas"`
+	// TokenFile: YAML list of tokens with names and scopes (reloaded on
+	// SIGHUP and when it changes).
+	TokenFile string `mapstructure:"token_file"`
+	// API: an Arvados-compatible API server for token validation and store
+	// discovery. ARVADOS_API_HOST / ARVADOS_API_TOKEN /
+	// ARVADOS_API_HOST_INSECURE fill these when they are not set.
+	API ProxyAPI `mapstructure:"api"`
+	// TokenCacheTTL: how long an accepted token is trusted without asking
+	// again (a revoked token keeps working at most this long).
+	TokenCacheTTL time.Duration `mapstructure:"token_cache_ttl"`
+	// TokenCacheNegativeTTL: how long a rejection is remembered.
+	TokenCacheNegativeTTL time.Duration `mapstructure:"token_cache_negative_ttl"`
+	TokenCacheSize        int           `mapstructure:"token_cache_size"`
+	// StoreAdminTokenFile: the keepstores' admin token, used for /index
+	// on behalf of callers with the admin scope.
+	StoreAdminTokenFile string `mapstructure:"store_admin_token_file"`
+	// ManagementTokenFile guards /metrics and /_health/ping.
+	ManagementTokenFile string `mapstructure:"management_token_file"`
+	// MemoryBudget caps all request buffers together.
+	MemoryBudget ByteSize `mapstructure:"memory_budget"`
+	// PutWindow: how far the fastest store may run ahead of the slowest
+	// during one PUT; also how long a failed store can still be replaced
+	// by the next one from the start of the body.
+	PutWindow ByteSize `mapstructure:"put_window"`
+	// BodyIdleTimeout: a client body that makes no progress this long is
+	// cut off (slow but steady uploads never are).
+	BodyIdleTimeout time.Duration `mapstructure:"body_idle_timeout"`
+	// UpstreamIdleTimeout: a store that stops reading for this long is
+	// dropped from a PUT.
+	UpstreamIdleTimeout time.Duration `mapstructure:"upstream_idle_timeout"`
+	// RequestHeaderTimeout: time allowed to send the request headers.
+	RequestHeaderTimeout time.Duration `mapstructure:"request_header_timeout"`
+	// TrustedProxies: peers (nginx) whose X-Forwarded-For is believed.
+	TrustedProxies []string `mapstructure:"trusted_proxies"`
+	// Uploader serves the browser uploader at /_upload/.
+	Uploader bool `mapstructure:"uploader"`
+	// LogLevel: debug, info, warn or error.
+	LogLevel string `mapstructure:"log_level"`
+}
+
+// ProxyStore is one keepstore.
+type ProxyStore struct {
+	URL      string `mapstructure:"url"`
+	UUID     string `mapstructure:"uuid"` // optional; default <cluster>-bi6l4-<md5(url)[:15]>
+	ReadOnly bool   `mapstructure:"read_only"`
+}
+
+// ProxyAPI is the Arvados-compatible API server.
+type ProxyAPI struct {
+	Host      string `mapstructure:"host"`       // host:port or URL
+	Insecure  bool   `mapstructure:"insecure"`   // skip TLS verification (development only)
+	TokenFile string `mapstructure:"token_file"` // token used for store discovery
+}
+
+// DefaultKeepproxy returns the defaults of every key.
+func DefaultKeepproxy() Keepproxy {
+	return Keepproxy{
+		ClusterID:             "zzzzz",
+		Listen:                "127.0.0.1:25107",
+		Stores:                []ProxyStore{},
+		DiscoveryInterval:     5 * time.Minute,
+		DefaultReplicas:       2,
+		TokenCacheTTL:         5 * time.Minute,
+		TokenCacheNegativeTTL: 10 * time.Second,
+		TokenCacheSize:        1000,
+		MemoryBudget:          256 << 20,
+		PutWindow:             4 << 20,
+		BodyIdleTimeout:       60 * time.Second,
+		UpstreamIdleTimeout:   60 * time.Second,
+		RequestHeaderTimeout:  10 * time.Second,
+		TrustedProxies:        []string{"127.0.0.1", "::1"},
+		Uploader:              true,
+		LogLevel:              "info",
+	}
+}
+
+// LoadKeepproxy reads defaults, the optional YAML file, KEEPPROXY_*
+// variables and the ARVADOS_API_* variables, then validates.
+func LoadKeepproxy(path string) (*Keepproxy, error) {
+	c := DefaultKeepproxy()
+	if err := Load(path, KeepproxyEnvPrefix, &c); err != nil {
+		return nil, err
+	}
+	c.applyArvadosEnv()
+	if err := c.Validate(); err != nil {
+		where := "config"
+		if path != "" {
+			where = "config " + path
+		}
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
+	return &c, nil
+}
+
+// applyArvadosEnv supports the Arvados install guide's run script style.
+func (c *Keepproxy) applyArvadosEnv() {
+	if c.API.Host == "" {
+		c.API.Host = os.Getenv("ARVADOS_API_HOST")
+	}
+	if v := os.Getenv("ARVADOS_API_HOST_INSECURE"); v != "" && !c.API.Insecure {
+		c.API.Insecure = v == "1" || strings.EqualFold(v, "true") || strings.EqualFold(v, "yes")
+	}
+}
+
+// DiscoveryToken returns the token for store discovery: api.token_file,
+// else ARVADOS_API_TOKEN.
+func (c *Keepproxy) DiscoveryToken() (string, error) {
+	if c.API.TokenFile != "" {
+		return ReadSecretFile(c.API.TokenFile)
+	}
+	return os.Getenv("ARVADOS_API_TOKEN"), nil
+}
+
+// Validate checks c.
+func (c *Keepproxy) Validate() error {
+	var errs []string
+	bad := func(f string, a ...any) { errs = append(errs, fmt.Sprintf(f, a...)) }
+	if !clusterIDRe.MatchString(c.ClusterID) {
+		bad("cluster_id %q: must be 5 lowercase letters or digits", c.ClusterID)
+	}
+	if c.Listen == "" {
+		bad("listen: required (e.g. 127.0.0.1:25107)")
+	}
+	if c.TokenFile == "" && c.API.Host == "" {
+		bad("no token source: set token_file, or api.host (or ARVADOS_API_HOST) to validate tokens against an API server")
+	}
+	if len(c.Stores) == 0 && c.API.Host == "" {
+		bad("stores: list at least one keepstore URL, or set api.host (or ARVADOS_API_HOST) to discover them")
+	}
+	seen := map[string]bool{}
+	for i := range c.Stores {
+		s := &c.Stores[i]
+		u, err := url.Parse(s.URL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("stores[%d].url %q: must be an http:// or https:// URL", i, s.URL)
+			continue
+		}
+		s.URL = strings.TrimRight(s.URL, "/")
+		if seen[s.URL] {
+			bad("stores[%d].url %q: listed twice", i, s.URL)
+		}
+		seen[s.URL] = true
+	}
+	if c.DefaultReplicas < 1 {
+		bad("default_replicas %d: must be at least 1", c.DefaultReplicas)
+	}
+	if c.MemoryBudget < 16<<20 {
+		bad("memory_budget %s: must be at least 16MiB", c.MemoryBudget)
+	}
+	if c.PutWindow < 256<<10 || c.PutWindow > 64<<20 {
+		bad("put_window %s: must be between 256KiB and 64MiB", c.PutWindow)
+	}
+	for _, d := range []struct {
+		k string
+		v time.Duration
+	}{{"token_cache_ttl", c.TokenCacheTTL}, {"body_idle_timeout", c.BodyIdleTimeout}, {"upstream_idle_timeout", c.UpstreamIdleTimeout}, {"request_header_timeout", c.RequestHeaderTimeout}} {
+		if d.v <= 0 {
+			bad("%s: must be positive", d.k)
+		}
+	}
+	if _, err := ParsePrefixes(c.TrustedProxies); err != nil {
+		bad("trusted_proxies: %v", err)
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log_level %q: use debug, info, warn or error", c.LogLevel)
+	}
+	if len(errs) > 0 {
+		return errors.New(strings.Join(errs, "\n"))
+	}
+	return nil
+}
+
+// TrustedProxyPrefixes returns the parsed trusted_proxies.
+func (c *Keepproxy) TrustedProxyPrefixes() []netip.Prefix {
+	p, _ := ParsePrefixes(c.TrustedProxies)
+	return p
+}
