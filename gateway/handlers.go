@@ -340,7 +340,11 @@ func (g *Gateway) handleIndex(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *Gateway) indexOne(ctx context.Context, svc Service, prefix, token string, out *bytes.Buffer) error {
-	resp, err := g.up.get(ctx, svc, "index/"+prefix, http.MethodGet, token, httpserver.RequestIDFrom(ctx), 0)
+	path := "index"
+	if prefix != "" {
+		path += "/" + prefix
+	}
+	resp, err := g.up.get(ctx, svc, path, http.MethodGet, token, httpserver.RequestIDFrom(ctx), 0)
 	if err != nil {
 		return &blockstore.Error{Kind: blockstore.KindBadGateway, Msg: "index request to a keep store failed: " + blockstore.Message(err), Err: err}
 	}
