@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"io"
 	"log/slog"
 	"math/big"
 	"net"
@@ -239,18 +240,32 @@ type ProgressReader struct {
 	body interface{ Read([]byte) (int, error) }
 	idle time.Duration
 	N    int64 // bytes read so far
+	err  error // sticky terminal error (io.EOF at the end)
 }
 
+// Read reads the body. Once the body has ended (or failed) the deadline is
+// cleared and the body is not read again: after EOF the server reads the
+// connection in the background, and a deadline left armed would cancel the
+// request while the handler is still working.
 func (p *ProgressReader) Read(b []byte) (int, error) {
+	if p.err != nil {
+		return 0, p.err
+	}
 	if p.idle > 0 {
 		_ = p.rc.SetReadDeadline(time.Now().Add(p.idle))
 	}
 	n, err := p.body.Read(b)
 	p.N += int64(n)
 	if err != nil {
-		if ne, ok := err.(net.Error); ok && ne.Timeout() {
-			return n, blockstore.E("read request body", blockstore.KindTimeout, "request body stalled: no data received for "+p.idle.String(), err)
+		if err == io.EOF && p.idle > 0 {
+			// Clean end: disarm. (After a stall the expired deadline
+			// stays, so the server does not wait to drain the body.)
+			_ = p.rc.SetReadDeadline(time.Time{})
 		}
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			err = blockstore.E("read request body", blockstore.KindTimeout, "request body stalled: no data received for "+p.idle.String(), err)
+		}
+		p.err = err
 	}
 	return n, err
 }

@@ -1,0 +1,535 @@
+// Package node is the keepstore core: a set of mounts (volumes with their
+// storage classes, replication and priority) behind the Keep block API of
+// KEEP-PROTOCOL §5, and the HTTP routes that expose it (Handler).
+//
+// The core methods (Put, Open, Touch, Trash, Untrash, Index, SetTrashList)
+// know nothing of HTTP; the handlers in routes.go parse a request, make one
+// call, set headers and turn errors into responses with
+// httpserver.WriteError.
+//
+// Design decisions, where the protocol leaves a choice or where we differ
+// from Arvados on purpose:
+//   - Streaming. A PUT body streams straight into one volume's Put (which
+//     verifies the hash and makes the block visible only when it matches).
+//     A second copy, for a second requested storage class, is copied from
+//     the first volume, never from RAM. A GET streams from the volume
+//     through blockstore.NewVerifyingWriter, which withholds the last chunk
+//     unless the MD5 matches: a corrupt block reaches the client as a body
+//     cut short, never as a clean 200. Every request that copies data holds
+//     one copy buffer's weight of the memory budget; a request that cannot
+//     get it within BudgetWait is answered 503 + Retry-After.
+//   - An existing block is not rewritten by PUT: the body is still read and
+//     verified (a client must prove it has the data before it gets a signed
+//     locator), then the existing copies are touched.
+//   - A read fails over to the next mount when a volume errors, also in
+//     the middle of a body (it resumes at the same offset); the whole-block
+//     hash covers the splice. A copy found corrupt is remembered and tried
+//     last afterwards, so a client's retry is served from a good copy, and
+//     a PUT rewrites it.
+//   - HEAD is cheap and exact: it Stats the block on the mounts (size and
+//     existence) without reading it, so it does not detect corruption.
+//   - Range reads (an extension: Arvados has none) deliver the stored bytes
+//     of the range unverified: a part of a block cannot be checked against
+//     the block's hash. A range covering the whole block is verified.
+//   - The empty block is always served (after the signature check) without
+//     touching the volumes.
+//   - Admin endpoints refuse every request when no admin token is
+//     configured (Arvados leaves them open).
+package node
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/keepgate/keepgate/blockstore"
+)
+
+// Mount is one volume attached to the node.
+type Mount struct {
+	// UUID is the mount's identity (<cluster>-nyw5e-<15 chars>); its last
+	// 15 characters feed the mount order (KEEP-PROTOCOL §8.3).
+	UUID   string
+	Volume blockstore.Volume
+	// ReadOnly mounts are read and indexed, never written, touched,
+	// trashed or untrashed.
+	ReadOnly bool
+	// Replication is the number of copies the volume itself keeps (≥ 1).
+	Replication int
+	// Classes are the storage classes the mount serves; empty: "default".
+	Classes []string
+	// Priority: higher-priority mounts are tried first.
+	Priority int
+	// VerifyFirst: before sending the first byte of a whole-block GET, read
+	// the copy once and check its MD5; a corrupt copy is then skipped (the
+	// next mount serves, or the client gets 502 before any byte) instead of
+	// being cut short after a 200. It costs a second read of the block:
+	// cheap for local disks (the page cache serves the second read), so
+	// keepstore turns it on for Directory volumes; S3 volumes verify while
+	// streaming instead.
+	VerifyFirst bool
+}
+
+// Options configure a Node.
+type Options struct {
+	Mounts []Mount
+	// Signer signs the locators PUT returns (when the request has a token)
+	// and checks signatures. Nil: locators are returned unsigned.
+	Signer *blockstore.Signer
+	// RequireSignatures: GET and HEAD need a valid signature (needs Signer).
+	RequireSignatures bool
+	// SignatureTTL: trash-list items younger than this are skipped.
+	SignatureTTL time.Duration
+	// AdminToken guards the admin endpoints; empty refuses them all.
+	AdminToken string
+	// ManagementToken guards /_health/ping (404 when empty), /metrics and
+	// /status.json (open when empty).
+	ManagementToken string
+	// TrashEnabled: DELETE and PUT /trash work (405 otherwise).
+	TrashEnabled bool
+	// TrashCheckInterval: how often Run empties each mount's trash
+	// (0: never).
+	TrashCheckInterval time.Duration
+	// TrashConcurrency: trash-list workers (default 4).
+	TrashConcurrency int
+	// MemoryBudget caps the copy buffers of all requests (default 256 MiB).
+	MemoryBudget int64
+	// BufferSize is one request's copy buffer (default 1 MiB).
+	BufferSize int
+	// BudgetWait is how long a request waits for its buffer or a request
+	// slot before 503 + Retry-After (default 2s).
+	BudgetWait time.Duration
+	// MaxConcurrentRequests caps the requests served at once, health,
+	// metrics and status excepted (0: no cap).
+	MaxConcurrentRequests int
+	// BodyIdleTimeout: a PUT body that stalls this long is abandoned (408);
+	// a GET client that stops reading this long is cut off. 0: no limit.
+	BodyIdleTimeout time.Duration
+	// AllowedNetworks: clients outside these get 403. Nil: everyone.
+	AllowedNetworks []netip.Prefix
+	// TrustedProxies may tell the client address in X-Forwarded-For.
+	TrustedProxies []netip.Prefix
+	// Logger (default: discard) and Registry for the node's metrics
+	// (default: a private one).
+	Logger   *slog.Logger
+	Registry *prometheus.Registry
+	// Version is reported by /status.json.
+	Version string
+}
+
+// Node is a keepstore: mounts plus the block API. Create it with New,
+// start its background work with Run, serve Handler.
+type Node struct {
+	opt      Options
+	mounts   []*mount // sorted by UUID
+	uuids    []string // mount UUIDs, same order
+	priority []int
+	byUUID   map[string]*mount
+	log      *slog.Logger
+	metrics  *metrics
+	budget   *budget
+	bad      badCopies
+	trashq   trashQueue
+	handler  http.Handler
+
+	bufs       sync.Pool // *[]byte of BufferSize
+	bufReaders sync.Pool // *bufio.Reader of BufferSize
+}
+
+// mount is a Mount with its instrumented volume.
+type mount struct {
+	Mount
+	vol     blockstore.Volume
+	classes map[string]bool
+}
+
+func (m *mount) covers(classes []string) bool {
+	for _, c := range classes {
+		if m.classes[c] {
+			return true
+		}
+	}
+	return false
+}
+
+// New checks the options and builds a node. Metrics are registered on
+// opt.Registry.
+func New(opt Options) (*Node, error) {
+	if opt.RequireSignatures && opt.Signer == nil {
+		return nil, errors.New("node: RequireSignatures needs a Signer")
+	}
+	if opt.TrashConcurrency <= 0 {
+		opt.TrashConcurrency = 4
+	}
+	if opt.MemoryBudget <= 0 {
+		opt.MemoryBudget = 256 << 20
+	}
+	if opt.BufferSize <= 0 {
+		opt.BufferSize = 1 << 20
+	}
+	if int64(opt.BufferSize) > opt.MemoryBudget {
+		return nil, errors.New("node: MemoryBudget is smaller than one copy buffer")
+	}
+	if opt.BudgetWait <= 0 {
+		opt.BudgetWait = 2 * time.Second
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opt.Registry == nil {
+		opt.Registry = prometheus.NewRegistry()
+	}
+	n := &Node{opt: opt, log: opt.Logger, byUUID: map[string]*mount{}}
+	m, err := newMetrics(opt.Registry)
+	if err != nil {
+		return nil, err
+	}
+	n.metrics = m
+	n.budget = newBudget(opt.MemoryBudget, opt.BudgetWait, m)
+	for _, mt := range opt.Mounts {
+		if mt.Volume == nil || mt.UUID == "" {
+			return nil, errors.New("node: every mount needs a UUID and a Volume")
+		}
+		if _, dup := n.byUUID[mt.UUID]; dup {
+			return nil, errors.New("node: duplicate mount UUID " + mt.UUID)
+		}
+		if mt.Replication < 1 {
+			mt.Replication = 1
+		}
+		if len(mt.Classes) == 0 {
+			mt.Classes = []string{"default"}
+		}
+		v := mt.Volume
+		if mt.ReadOnly {
+			v = blockstore.ReadOnly(v)
+		}
+		mm := &mount{Mount: mt, vol: instrument(v, mt.UUID, m), classes: map[string]bool{}}
+		for _, c := range mt.Classes {
+			mm.classes[c] = true
+		}
+		n.mounts = append(n.mounts, mm)
+		n.byUUID[mt.UUID] = mm
+	}
+	sort.Slice(n.mounts, func(i, j int) bool { return n.mounts[i].UUID < n.mounts[j].UUID })
+	for _, mm := range n.mounts {
+		n.uuids = append(n.uuids, mm.UUID)
+		n.priority = append(n.priority, mm.Priority)
+	}
+	n.trashq.cond = sync.NewCond(&n.trashq.mu)
+	n.handler = n.newHandler()
+	return n, nil
+}
+
+// order returns the mounts in mount order for h (§8.3), writable ones
+// only if writable is set; copies known to be corrupt go last.
+func (n *Node) order(h blockstore.Hash, writable bool) []*mount {
+	idx := blockstore.MountOrder(h, n.uuids, n.priority)
+	out := make([]*mount, 0, len(idx))
+	var bad []*mount
+	for _, i := range idx {
+		m := n.mounts[i]
+		if writable && m.ReadOnly {
+			continue
+		}
+		if n.bad.has(m.UUID, h) {
+			bad = append(bad, m)
+			continue
+		}
+		out = append(out, m)
+	}
+	return append(out, bad...)
+}
+
+// writableByUUID returns the writable mounts in UUID order.
+func (n *Node) writableByUUID() []*mount {
+	var out []*mount
+	for _, m := range n.mounts {
+		if !m.ReadOnly {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// SignLocator returns loc signed for token when the node has a signer and
+// token is not empty, else loc as is, in canonical form.
+func (n *Node) SignLocator(loc blockstore.Locator, token string) string {
+	if n.opt.Signer == nil || token == "" {
+		return loc.String()
+	}
+	return n.opt.Signer.Sign(loc, token).String()
+}
+
+// Run does the node's background work until ctx is done: one trash
+// sweeper per writable mount (EmptyTrash every TrashCheckInterval) and the
+// trash-list workers. It returns when they have all stopped.
+func (n *Node) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	if n.opt.TrashCheckInterval > 0 {
+		for _, m := range n.writableByUUID() {
+			wg.Go(func() { n.sweep(ctx, m) })
+		}
+	}
+	for i := 0; i < n.opt.TrashConcurrency; i++ {
+		wg.Go(func() { n.trashWorker(ctx) })
+	}
+	<-ctx.Done()
+	n.trashq.mu.Lock()
+	n.trashq.stopped = true
+	n.trashq.cond.Broadcast()
+	n.trashq.mu.Unlock()
+	wg.Wait()
+	return nil
+}
+
+func (n *Node) sweep(ctx context.Context, m *mount) {
+	t := time.NewTicker(n.opt.TrashCheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			start := time.Now()
+			if err := m.vol.EmptyTrash(ctx); err != nil && ctx.Err() == nil {
+				n.log.Warn("emptying trash failed", "mount", m.UUID, "error", err.Error())
+			} else {
+				n.log.Debug("emptied trash", "mount", m.UUID, "seconds", time.Since(start).Seconds())
+			}
+		}
+	}
+}
+
+// badCopies remembers (mount, hash) pairs found corrupt on read, so later
+// reads try other copies first and PUT rewrites them. Bounded: it forgets
+// everything when it grows past badCopiesMax.
+type badCopies struct {
+	mu sync.Mutex
+	m  map[badKey]bool
+}
+
+type badKey struct {
+	uuid string
+	h    blockstore.Hash
+}
+
+const badCopiesMax = 4096
+
+func (b *badCopies) add(uuid string, h blockstore.Hash) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.m == nil || len(b.m) >= badCopiesMax {
+		b.m = map[badKey]bool{}
+	}
+	b.m[badKey{uuid, h}] = true
+}
+
+func (b *badCopies) has(uuid string, h blockstore.Hash) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.m[badKey{uuid, h}]
+}
+
+func (b *badCopies) clear(uuid string, h blockstore.Hash) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.m, badKey{uuid, h})
+}
+
+// MountInfo is one entry of GET /mounts (KEEP-PROTOCOL §5.6).
+type MountInfo struct {
+	UUID           string          `json:"uuid"`
+	DeviceID       string          `json:"device_id"`
+	AllowWrite     bool            `json:"allow_write"`
+	AllowTrash     bool            `json:"allow_trash"`
+	Replication    int             `json:"replication"`
+	StorageClasses map[string]bool `json:"storage_classes"`
+}
+
+// Mounts lists the mounts in UUID order.
+func (n *Node) Mounts() []MountInfo {
+	out := make([]MountInfo, 0, len(n.mounts))
+	for _, m := range n.mounts {
+		sc := map[string]bool{}
+		for _, c := range m.Classes {
+			sc[c] = true
+		}
+		out = append(out, MountInfo{UUID: m.UUID, DeviceID: m.Volume.DeviceID(), AllowWrite: !m.ReadOnly,
+			AllowTrash: !m.ReadOnly, Replication: m.Replication, StorageClasses: sc})
+	}
+	return out
+}
+
+// Status is the body of GET /status.json.
+type Status struct {
+	Version      string         `json:"version"`
+	Volumes      []VolumeStatus `json:"volumes"`
+	MemoryBudget BudgetStatus   `json:"memory_budget"`
+	TrashQueue   QueueStatus    `json:"trash_queue"`
+}
+
+// VolumeStatus describes one mount in Status.
+type VolumeStatus struct {
+	UUID           string   `json:"uuid"`
+	DeviceID       string   `json:"device_id"`
+	ReadOnly       bool     `json:"read_only"`
+	Replication    int      `json:"replication"`
+	StorageClasses []string `json:"storage_classes"`
+	Priority       int      `json:"priority"`
+}
+
+// BudgetStatus is the memory budget's use, in bytes.
+type BudgetStatus struct {
+	Limit int64 `json:"limit"`
+	InUse int64 `json:"in_use"`
+}
+
+// QueueStatus is the trash list's progress.
+type QueueStatus struct {
+	Queued     int `json:"queued"`
+	InProgress int `json:"in_progress"`
+}
+
+// Status reports the node's state.
+func (n *Node) Status() Status {
+	s := Status{Version: n.opt.Version, MemoryBudget: BudgetStatus{Limit: n.budget.limit, InUse: n.budget.inUse()}}
+	for _, m := range n.mounts {
+		s.Volumes = append(s.Volumes, VolumeStatus{UUID: m.UUID, DeviceID: m.Volume.DeviceID(), ReadOnly: m.ReadOnly,
+			Replication: m.Replication, StorageClasses: slices.Clone(m.Classes), Priority: m.Priority})
+	}
+	n.trashq.mu.Lock()
+	s.TrashQueue = QueueStatus{Queued: len(n.trashq.items), InProgress: n.trashq.inProgress}
+	n.trashq.mu.Unlock()
+	return s
+}
+
+// Touch sets the mtime of the block to now on the first writable mount,
+// in UUID order, that has it (KEEP-PROTOCOL §5.8). NotFound if none has it.
+func (n *Node) Touch(ctx context.Context, h blockstore.Hash) error {
+	var firstErr error
+	for _, m := range n.writableByUUID() {
+		err := m.vol.Touch(ctx, h)
+		if err == nil {
+			return nil
+		}
+		if !blockstore.Is(err, blockstore.KindNotFound) && firstErr == nil {
+			firstErr = err
+		}
+	}
+	if firstErr != nil {
+		return firstErr
+	}
+	return notFound(h)
+}
+
+// Trash moves the block to the trash on every writable mount (a copy
+// younger than the volumes' MinAge is silently kept). NotFound if no
+// mount had it; a backend error wins over successes.
+func (n *Node) Trash(ctx context.Context, h blockstore.Hash) error {
+	if !n.opt.TrashEnabled {
+		return blockstore.Errorf(blockstore.KindMethodNotAllowed, "method not allowed: trash is disabled on this keepstore")
+	}
+	found := false
+	var firstErr error
+	for _, m := range n.writableByUUID() {
+		err := m.vol.Trash(ctx, h)
+		switch {
+		case err == nil:
+			found = true
+		case blockstore.Is(err, blockstore.KindNotFound):
+		case firstErr == nil:
+			firstErr = err
+		}
+	}
+	if firstErr != nil {
+		return firstErr
+	}
+	if !found {
+		return notFound(h)
+	}
+	return nil
+}
+
+// Untrash restores the block on every writable mount that has it in the
+// trash. NotFound if none had it; an error only if no mount succeeded.
+func (n *Node) Untrash(ctx context.Context, h blockstore.Hash) error {
+	var firstErr error
+	ok := false
+	for _, m := range n.writableByUUID() {
+		err := m.vol.Untrash(ctx, h)
+		switch {
+		case err == nil:
+			ok = true
+		case blockstore.Is(err, blockstore.KindNotFound):
+		case firstErr == nil:
+			firstErr = err
+		}
+	}
+	if ok {
+		return nil
+	}
+	if firstErr != nil {
+		return firstErr
+	}
+	return blockstore.Errorf(blockstore.KindNotFound, "block %s is not in the trash", h)
+}
+
+// Index calls fn for every stored copy whose hash starts with prefix (0–32
+// lowercase hex), on the mount mountUUID or, when it is "", on every mount
+// in UUID order. An unknown mount is NotFound; a bad prefix BadRequest.
+func (n *Node) Index(ctx context.Context, mountUUID, prefix string, fn func(blockstore.BlockInfo) error) error {
+	if !blockstore.IsHexPrefix(prefix) {
+		return blockstore.Errorf(blockstore.KindBadRequest, "invalid prefix %q: want 0 to 32 lowercase hex digits", truncate(prefix, 40))
+	}
+	mounts := n.mounts
+	if mountUUID != "" {
+		m, ok := n.byUUID[mountUUID]
+		if !ok {
+			return blockstore.Errorf(blockstore.KindNotFound, "no mount with uuid %q", truncate(mountUUID, 40))
+		}
+		mounts = []*mount{m}
+	}
+	for _, m := range mounts {
+		if err := m.vol.Index(ctx, prefix, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func notFound(h blockstore.Hash) error {
+	return blockstore.Errorf(blockstore.KindNotFound, "block %s not found", h)
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}
+
+// trackedReader records what happened to a request body: bytes read and
+// the first error other than EOF.
+type trackedReader struct {
+	r   io.Reader
+	n   int64
+	err error
+}
+
+func (t *trackedReader) Read(p []byte) (int, error) {
+	k, err := t.r.Read(p)
+	t.n += int64(k)
+	if err != nil && err != io.EOF && t.err == nil {
+		t.err = err
+	}
+	return k, err
+}

@@ -1,0 +1,311 @@
+package node
+
+import (
+	"context"
+	"io"
+	"log/slog"
+
+	"github.com/keepgate/keepgate/blockstore"
+	"github.com/keepgate/keepgate/internal/httpserver"
+)
+
+// ReadRequest is a block read (GET or HEAD).
+type ReadRequest struct {
+	Locator blockstore.Locator
+	// Token is the request's API token, for the signature check.
+	Token string
+	// Head asks for existence and size only: the block is Stat-ed on the
+	// mounts, not read, so a HEAD is cheap and its size exact.
+	Head bool
+	// Off and N select bytes [Off, Off+N) of the block (N < 0: to the
+	// end). They must lie within the locator's size hint.
+	Off, N int64
+}
+
+// Reader delivers a block, or part of one, from the node's mounts.
+type Reader struct {
+	// Size is the size of the whole block; [Off, Off+N) the bytes delivered.
+	Size, Off, N int64
+
+	n       *Node
+	ctx     context.Context
+	h       blockstore.Hash
+	head    bool
+	mounts  []*mount // not yet tried, in mount order
+	used    []*mount // mounts that delivered bytes
+	cur     io.ReadCloser
+	curM    *mount
+	pos     int64
+	lastErr error
+	release func()
+}
+
+// Partial reports whether the reader delivers less than the whole block.
+func (r *Reader) Partial() bool { return r.Off != 0 || r.N != r.Size }
+
+// Open prepares a block read (KEEP-PROTOCOL §5.3): it checks the locator
+// (GET needs a size hint, except for the empty block), the signature when
+// signatures are required, takes a copy buffer from the memory budget
+// (not for HEAD) and finds the first mount, in mount order, holding a copy
+// of the hinted size. Errors, before any byte: KindMethodNotAllowed,
+// KindNoToken, KindInvalidSignature, KindExpiredSignature, KindBadRange,
+// KindOverloaded, KindNotFound (no mount has it), or the error of a
+// failing volume when no mount has it (other errors win over not-found).
+// The caller must Close the Reader.
+func (n *Node) Open(ctx context.Context, req ReadRequest) (*Reader, error) {
+	loc := req.Locator
+	if !req.Head && loc.Hash != blockstore.EmptyHash && loc.Size <= 0 {
+		return nil, blockstore.Errorf(blockstore.KindMethodNotAllowed, "method not allowed: GET needs a locator with a size hint (hash+size)")
+	}
+	if err := n.checkPermission(loc, req.Token); err != nil {
+		return nil, err
+	}
+	if loc.Hash == blockstore.EmptyHash && loc.Size <= 0 {
+		return &Reader{n: n, head: true}, nil
+	}
+	if req.Head {
+		info, err := n.stat(ctx, loc)
+		if err != nil {
+			return nil, err
+		}
+		return &Reader{n: n, head: true, Size: info.Size, N: info.Size}, nil
+	}
+	cnt, err := blockstore.CheckRange(req.Off, req.N, loc.Size)
+	if err != nil {
+		return nil, err
+	}
+	release, err := n.budget.acquire(ctx, int64(n.opt.BufferSize))
+	if err != nil {
+		return nil, err
+	}
+	r := &Reader{n: n, ctx: ctx, h: loc.Hash, Size: loc.Size, Off: req.Off, N: cnt, pos: req.Off,
+		mounts: n.order(loc.Hash, false), release: release}
+	if err := r.openNext(); err != nil {
+		release()
+		return nil, err
+	}
+	return r, nil
+}
+
+// checkPermission applies the signature rules of KEEP-PROTOCOL §3.4/§3.5.
+func (n *Node) checkPermission(loc blockstore.Locator, token string) error {
+	if _, remote := loc.Hint('R'); remote && !loc.Signed() {
+		if token == "" {
+			return blockstore.Errorf(blockstore.KindNoToken, "no token provided in Authorization header")
+		}
+		return blockstore.Errorf(blockstore.KindBadRequest, "remote cluster not configured")
+	}
+	if !n.opt.RequireSignatures {
+		return nil
+	}
+	return n.opt.Signer.Verify(loc, token)
+}
+
+// stat finds the block's size on the first mount that has a copy of the
+// hinted size (any size without a hint).
+func (n *Node) stat(ctx context.Context, loc blockstore.Locator) (blockstore.BlockInfo, error) {
+	var lastErr error
+	for _, m := range n.order(loc.Hash, false) {
+		info, err := m.vol.Stat(ctx, loc.Hash)
+		switch {
+		case blockstore.Is(err, blockstore.KindNotFound):
+		case err != nil:
+			lastErr = err
+		case loc.HasSize() && info.Size != loc.Size:
+			n.logFor(ctx).Warn("stored copy has the wrong size", "mount", m.UUID, "hash", loc.Hash.String(), "size", info.Size, "want", loc.Size)
+		default:
+			return info, nil
+		}
+	}
+	if lastErr != nil {
+		return blockstore.BlockInfo{}, lastErr
+	}
+	return blockstore.BlockInfo{}, notFound(loc.Hash)
+}
+
+// openNext opens the next mount that has a copy of the right size, at the
+// current position.
+func (r *Reader) openNext() error {
+	log := r.n.logFor(r.ctx)
+	for len(r.mounts) > 0 {
+		m := r.mounts[0]
+		r.mounts = r.mounts[1:]
+		rc, info, err := m.vol.Get(r.ctx, r.h, r.pos, r.Off+r.N-r.pos)
+		switch {
+		case blockstore.Is(err, blockstore.KindNotFound):
+			continue
+		case err != nil && !blockstore.Is(err, blockstore.KindBadRange):
+			log.Warn("volume read failed", "mount", m.UUID, "hash", r.h.String(), "error", err.Error())
+			r.lastErr = err
+			continue
+		case err != nil || info.Size != r.Size:
+			if rc != nil {
+				rc.Close()
+			}
+			log.Warn("stored copy has the wrong size", "mount", m.UUID, "hash", r.h.String(), "size", info.Size, "want", r.Size)
+			continue
+		}
+		if m.VerifyFirst && r.pos == 0 && !r.Partial() {
+			if err := r.verifyCopy(m); err != nil {
+				rc.Close()
+				r.lastErr = err
+				continue
+			}
+		}
+		r.cur, r.curM = rc, m
+		return nil
+	}
+	if r.lastErr != nil {
+		return r.lastErr
+	}
+	return notFound(r.h)
+}
+
+// verifyCopy reads mount m's whole copy and checks it hashes to the
+// block's name. A bad copy is logged, counted and remembered.
+func (r *Reader) verifyCopy(m *mount) error {
+	rc, _, err := m.vol.Get(r.ctx, r.h, 0, -1)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	bp := r.n.getBuf()
+	defer r.n.putBuf(bp)
+	_, err = io.CopyBuffer(io.Discard, blockstore.NewVerifyingReader(rc, r.h, r.Size), *bp)
+	if err == nil {
+		return nil
+	}
+	if k := blockstore.KindOf(err); k == blockstore.KindHashMismatch || k == blockstore.KindLengthMismatch {
+		err = blockstore.E("verify", blockstore.KindCorrupt, "checksum mismatch in stored data", err)
+		r.n.metrics.corrupt.WithLabelValues(m.UUID).Inc()
+		r.n.bad.add(m.UUID, r.h)
+		r.n.logFor(r.ctx).Error("corrupt block: stored data does not hash to its name; trying the next copy", "mount", m.UUID, "hash", r.h.String())
+	}
+	return err
+}
+
+// Read reads the selected bytes. When a volume fails, or its copy ends
+// early, it continues from the next mount at the same offset.
+func (r *Reader) Read(p []byte) (int, error) {
+	end := r.Off + r.N
+	for {
+		if r.head || r.pos >= end {
+			return 0, io.EOF
+		}
+		if r.cur == nil {
+			if err := r.openNext(); err != nil {
+				return 0, err
+			}
+		}
+		if rem := end - r.pos; int64(len(p)) > rem {
+			p = p[:rem]
+		}
+		k, err := r.cur.Read(p)
+		r.pos += int64(k)
+		if k > 0 && (len(r.used) == 0 || r.used[len(r.used)-1] != r.curM) {
+			r.used = append(r.used, r.curM)
+		}
+		if err == io.EOF && r.pos < end {
+			err = blockstore.Errorf(blockstore.KindCorrupt, "stored copy ended after %d of %d bytes", r.pos, r.Size)
+		}
+		if err != nil && err != io.EOF {
+			r.n.logFor(r.ctx).Warn("volume read failed mid-block; trying the next mount", "mount", r.curM.UUID,
+				"hash", r.h.String(), "offset", r.pos, "error", err.Error())
+			r.cur.Close()
+			r.cur, r.lastErr = nil, err
+			if k == 0 {
+				continue
+			}
+		}
+		return k, nil
+	}
+}
+
+// WriteTo copies the selected bytes to w. A whole-block read passes
+// through blockstore.NewVerifyingWriter: when the data does not hash to
+// the block's name, the last chunk is withheld and a KindCorrupt error
+// returned (the copy is logged, counted, and tried last from then on).
+func (r *Reader) WriteTo(w io.Writer) (int64, error) {
+	if r.head || r.N == 0 {
+		return 0, nil
+	}
+	var vw *blockstore.VerifyingWriter
+	dst := w
+	if !r.Partial() {
+		vw = blockstore.NewVerifyingWriter(w, r.h, r.Size)
+		dst = vw
+	}
+	bp := r.n.getBuf()
+	defer r.n.putBuf(bp)
+	buf := *bp
+	var written int64
+	defer func() { r.n.metrics.bytesOut.Add(float64(written)) }()
+	for {
+		k, rerr := r.Read(buf)
+		if k > 0 {
+			wk, werr := dst.Write(buf[:k])
+			written += int64(wk)
+			if werr != nil {
+				if blockstore.Is(werr, blockstore.KindCorrupt) {
+					r.reportCorrupt(werr)
+				}
+				return written, werr
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return written, rerr
+		}
+	}
+	if vw != nil {
+		if err := vw.Finish(); err != nil {
+			r.reportCorrupt(err)
+			return written, err
+		}
+	}
+	return written, nil
+}
+
+func (r *Reader) reportCorrupt(err error) {
+	for _, m := range r.used {
+		r.n.metrics.corrupt.WithLabelValues(m.UUID).Inc()
+		r.n.bad.add(m.UUID, r.h)
+		r.n.logFor(r.ctx).Error("corrupt block: stored data does not hash to its name", "mount", m.UUID, "hash", r.h.String(), "error", err.Error())
+	}
+}
+
+// Close releases the reader's volume stream and memory budget.
+func (r *Reader) Close() error {
+	if r.cur != nil {
+		r.cur.Close()
+		r.cur = nil
+	}
+	if r.release != nil {
+		r.release()
+		r.release = nil
+	}
+	return nil
+}
+
+func (n *Node) getBuf() *[]byte {
+	if b, ok := n.bufs.Get().(*[]byte); ok {
+		return b
+	}
+	b := make([]byte, n.opt.BufferSize)
+	return &b
+}
+
+func (n *Node) putBuf(b *[]byte) { n.bufs.Put(b) }
+
+// logFor returns the node's logger with the request id of ctx.
+func (n *Node) logFor(ctx context.Context) *slog.Logger {
+	if ctx == nil {
+		return n.log
+	}
+	if id := httpserver.RequestIDFrom(ctx); id != "" {
+		return n.log.With("request_id", id)
+	}
+	return n.log
+}
