@@ -107,6 +107,37 @@ type Volume struct {
 	Priority *int `mapstructure:"priority"`
 	// Directory holds the parameters of the Directory driver.
 	Directory DirectoryVolume `mapstructure:"directory"`
+	// S3 holds the parameters of the S3 driver.
+	S3 S3Volume `mapstructure:"s3"`
+}
+
+// S3Volume are the parameters of an S3 volume (any S3-compatible server:
+// AWS S3, MinIO, Ceph RGW).
+type S3Volume struct {
+	// Endpoint is host[:port] of the S3 server, without a scheme.
+	Endpoint string `mapstructure:"endpoint"`
+	Region   string `mapstructure:"region"` // default us-east-1
+	Bucket   string `mapstructure:"bucket"` // must exist
+	// Prefix is prepended to every key ("keep/"); never change it on a
+	// bucket that holds blocks.
+	Prefix string `mapstructure:"prefix"`
+	// AccessKeyFile / SecretKeyFile hold the credentials (mode 0600). When
+	// both are empty, AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY are used,
+	// else an IAM role, else anonymous requests.
+	AccessKeyFile string `mapstructure:"access_key_file"`
+	SecretKeyFile string `mapstructure:"secret_key_file"`
+	// UseTLS talks https to the endpoint.
+	UseTLS bool `mapstructure:"use_tls"`
+	// PathStyle uses http://endpoint/bucket/key (MinIO, most self-hosted
+	// servers); false uses virtual-host style http://bucket.endpoint/key.
+	PathStyle bool `mapstructure:"path_style"`
+	// Concurrency caps concurrent S3 requests of this volume (default 16).
+	Concurrency int `mapstructure:"concurrency"`
+	// Retries for throttling, 5xx and timeouts, with exponential back-off
+	// (default 4).
+	Retries int `mapstructure:"retries"`
+	// RaceWindow guards trash against a concurrent write (default 24h).
+	RaceWindow time.Duration `mapstructure:"race_window"`
 }
 
 // DirectoryVolume are the parameters of a Directory volume.
@@ -299,10 +330,25 @@ func (c *Keepstore) checkVolumes(classPrio map[string]int, defaults []string, ba
 				seenRoot[v.Directory.Root] = i
 			}
 			location = "Directory:" + v.Directory.Root
+		case "s3":
+			v.Driver = "S3"
+			if v.S3.Endpoint == "" || strings.Contains(v.S3.Endpoint, "://") {
+				bad("%s: s3.endpoint %q: want host[:port] without a scheme (use s3.use_tls for https)", where, v.S3.Endpoint)
+			}
+			if v.S3.Bucket == "" {
+				bad("%s: s3.bucket is required", where)
+			}
+			if (v.S3.AccessKeyFile == "") != (v.S3.SecretKeyFile == "") {
+				bad("%s: set both s3.access_key_file and s3.secret_key_file, or neither", where)
+			}
+			if c.TrashLifetime > 0 && c.TrashLifetime < 24*time.Hour {
+				bad("%s: with S3 volumes trash_lifetime must be 0 or at least 24h (eventual consistency can otherwise lose data)", where)
+			}
+			location = "S3:" + v.S3.Endpoint + "/" + v.S3.Bucket + "/" + v.S3.Prefix
 		case "":
-			bad("%s: driver is required (Directory)", where)
+			bad("%s: driver is required (Directory or S3)", where)
 		default:
-			bad("%s: driver %q is not supported (supported: Directory)", where, v.Driver)
+			bad("%s: driver %q is not supported (supported: Directory, S3)", where, v.Driver)
 		}
 		if v.Replication == 0 {
 			v.Replication = 1
