@@ -239,7 +239,7 @@ func TestPutReplacesFailedStores(t *testing.T) {
 	c := newCluster(t, 4, nil)
 	data, h := volumetest.Block(7, 6<<20)
 	ord := c.ordered(h)
-	ord[0].set(func(f *fakeStore) { f.refusePut = 503 })      // fails before any data
+	ord[0].set(func(f *fakeStore) { f.refusePut = 503 })       // fails before any data
 	ord[1].set(func(f *fakeStore) { f.dieAfterPut = 3 << 20 }) // dies after the window has passed
 	resp := c.do("PUT", "/"+h.String(), tokRW, data, map[string]string{"X-Keep-Desired-Replicas": "2"})
 	body := readAll(t, resp)
@@ -402,7 +402,8 @@ func TestTeeWindowBoundsMemory(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- tee.Pump(bytes.NewReader(data)) }()
 	var fastGot bytes.Buffer
-	go func() { io.Copy(&fastGot, fast); fast.Close() }()
+	fastDone := make(chan struct{})
+	go func() { io.Copy(&fastGot, fast); fast.Close(); close(fastDone) }()
 	time.Sleep(100 * time.Millisecond)
 	tee.mu.Lock()
 	held := int64(len(tee.chunks)) * teeChunk
@@ -419,7 +420,7 @@ func TestTeeWindowBoundsMemory(t *testing.T) {
 	if !bytes.Equal(slowGot.Bytes(), data) {
 		t.Fatal("slow reader got wrong data")
 	}
-	time.Sleep(50 * time.Millisecond)
+	<-fastDone
 	if !bytes.Equal(fastGot.Bytes(), data) {
 		t.Fatal("fast reader got wrong data")
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/keepgate/keepgate/gateway"
+	"github.com/keepgate/keepgate/gateway/web"
 	"github.com/keepgate/keepgate/internal/config"
 	"github.com/keepgate/keepgate/internal/httpserver"
 )
@@ -189,4 +190,4 @@ func newLogger(level string) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
 }
 
-func uploaderFS() http.FileSystem { return nil }
+func uploaderFS() http.FileSystem { return web.FS() }
