@@ -46,7 +46,15 @@ type Block struct {
 	tried   map[int]bool
 	reader  io.Reader // verifying wrapper (or r itself)
 	lastErr error
+	// trusted: the stores vouch for the bytes (VerifiedHeader), so the
+	// gateway does not hash them; failover then re-reads the whole block
+	// from another vouching store and skips what was already sent.
+	trusted bool
 }
+
+// VerifiedHeader is keepstore's promise that a whole-block GET body was
+// MD5-checked before its first byte (see blockstore/node).
+const VerifiedHeader = "X-Keep-Data-Verified"
 
 // Open finds the block on the stores in probe order: 404 only when every
 // store answered 404; 502 when temporary failures remain after retries;
@@ -59,9 +67,12 @@ func (g *Gateway) Open(ctx context.Context, req GetRequest) (*Block, error) {
 	if err := b.openFirst(); err != nil {
 		return nil, err
 	}
-	if !req.Head && !b.Partial && req.Locator.HasSize() {
+	switch {
+	case b.trusted:
+		b.reader = readerFunc(b.readSplice)
+	case !req.Head && !b.Partial && req.Locator.HasSize():
 		b.reader = blockstore.NewVerifyingReader(readerFunc(b.readSplice), req.Locator.Hash, b.Size)
-	} else {
+	default:
 		b.reader = readerFunc(b.readSplice)
 	}
 	return b, nil
@@ -122,9 +133,9 @@ func (b *Block) openAt(i int) error {
 	b.g.metrics.upstreamAttempts.WithLabelValues(svc.UUID, b.method()).Inc()
 	first := b.resp == nil
 	off := int64(0)
-	if !first {
+	if !first && !b.trusted {
 		off = b.Offset + b.read
-	} else if b.req.Range != nil {
+	} else if first && b.req.Range != nil {
 		off = b.req.Range.From
 	}
 	resp, err := b.g.up.get(b.ctx, svc, b.upstreamLocator(), b.method(), b.req.Token, b.reqID, off)
@@ -149,6 +160,16 @@ func (b *Block) openAt(i int) error {
 	skip := int64(0)
 	if resp.StatusCode == http.StatusOK && off > 0 {
 		skip = off // the store ignored Range: discard what we already have
+	}
+	vouched := resp.StatusCode == http.StatusOK && resp.Header.Get(VerifiedHeader) == "md5"
+	if first {
+		b.trusted = vouched && !b.req.Head && b.req.Range == nil && b.req.Locator.HasSize()
+	} else if b.trusted {
+		if !vouched {
+			resp.Body.Close()
+			return &blockstore.Error{Kind: blockstore.KindBadGateway, Msg: "store cannot vouch for the block's bytes"}
+		}
+		skip = b.read
 	}
 	if first {
 		b.Size = size

@@ -36,7 +36,14 @@ type Options struct {
 	BudgetWait      time.Duration // how long a request waits for budget (default 2s)
 	BodyIdleTimeout time.Duration // a client body stalled this long is cut off (default 60s)
 	UpstreamIdle    time.Duration // a store that stops reading this long is dropped (default 60s)
-	ManagementToken string        // guards /metrics and /_health/ping; empty: metrics open, ping disabled
+	// VerifyPuts makes the gateway hash PUT bodies itself and withhold the
+	// last chunk from the stores on a mismatch. Off by default: every Keep
+	// store (keepgate's and Arvados') refuses a body that does not hash to
+	// its URL before committing it, so this only duplicates that check at
+	// the cost of one MD5 pass per block; turn it on for stores you do not
+	// trust to verify.
+	VerifyPuts      bool
+	ManagementToken string // guards /metrics and /_health/ping; empty: metrics open, ping disabled
 	TrustedProxies  []netip.Prefix
 	Logger          *slog.Logger
 	Registry        *prometheus.Registry

@@ -156,7 +156,13 @@ func TestPutGetReplicas(t *testing.T) {
 }
 
 func TestPutStatuses(t *testing.T) {
-	c := newCluster(t, 3, nil)
+	t.Run("stores-verify", func(t *testing.T) { putStatuses(t, newCluster(t, 3, nil)) })
+	t.Run("proxy-verifies", func(t *testing.T) {
+		putStatuses(t, newCluster(t, 3, func(o *Options) { o.VerifyPuts = true }))
+	})
+}
+
+func putStatuses(t *testing.T, c *cluster) {
 	data, h := volumetest.Block(42, 1000)
 	bad := bytes.Clone(data)
 	bad[999] ^= 1
@@ -236,7 +242,10 @@ type zeros struct{}
 func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
 
 func TestPutReplacesFailedStores(t *testing.T) {
-	c := newCluster(t, 4, nil)
+	putReplacesFailedStores(t, newCluster(t, 4, nil))
+}
+
+func putReplacesFailedStores(t *testing.T, c *cluster) {
 	data, h := volumetest.Block(7, 6<<20)
 	ord := c.ordered(h)
 	ord[0].set(func(f *fakeStore) { f.refusePut = 503 })       // fails before any data
@@ -397,7 +406,7 @@ func (f authFunc) Authenticate(ctx context.Context, t string) (*Identity, error)
 
 func TestTeeWindowBoundsMemory(t *testing.T) {
 	data, h := volumetest.Block(12, 8<<20)
-	tee := NewTee(h, int64(len(data)), 1<<20)
+	tee := NewTee(h, int64(len(data)), 1<<20, true)
 	fast, slow := tee.NewReader(), tee.NewReader()
 	done := make(chan error, 1)
 	go func() { done <- tee.Pump(bytes.NewReader(data)) }()
@@ -429,7 +438,7 @@ func TestTeeWindowBoundsMemory(t *testing.T) {
 func TestTeeWithholdsFinalChunkOnMismatch(t *testing.T) {
 	data, _ := volumetest.Block(13, 3<<20)
 	h := blockstore.Hash(md5.Sum(append([]byte("x"), data...)))
-	tee := NewTee(h, int64(len(data)), 8<<20)
+	tee := NewTee(h, int64(len(data)), 8<<20, true)
 	r := tee.NewReader()
 	go tee.Pump(bytes.NewReader(data))
 	got, err := io.ReadAll(r)

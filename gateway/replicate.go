@@ -52,7 +52,7 @@ func (g *Gateway) Put(ctx context.Context, req PutRequest) (PutResult, error) {
 	}
 	defer g.budget.Release(need)
 
-	tee := NewTee(req.Hash, req.Size, g.window)
+	tee := NewTee(req.Hash, req.Size, g.window, g.opt.VerifyPuts)
 	defer tee.Release()
 	w := &putRun{g: g, req: req, tee: tee, stores: stores, reqID: httpserver.RequestIDFrom(ctx)}
 	slots := req.Replicas
@@ -81,6 +81,11 @@ func (g *Gateway) Put(ctx context.Context, req PutRequest) (PutResult, error) {
 	res.Locator, res.Replicas = w.locator, w.replicas
 	for k, v := range w.classes {
 		res.Classes[k] = v
+	}
+	if res.Replicas == 0 && w.lastErr != nil && statusOfUpstream(w.lastErr) == 400 {
+		// The stores refused the body itself (it does not hash to the
+		// URL's hash, or is not the declared length): the client's fault.
+		return res, &blockstore.Error{Op: "gateway.Put", Kind: blockstore.KindHashMismatch, Msg: "the keep stores refused the body: " + blockstore.Message(w.lastErr), Err: w.lastErr}
 	}
 	if res.Replicas < req.Replicas {
 		g.metrics.shortfalls.Inc()

@@ -21,9 +21,12 @@ var chunkPool = sync.Pool{New: func() any { b := make([]byte, teeChunk); return 
 // reader can still start from offset 0 (to replace a store that failed
 // early); after that, chunks every live reader has passed are released.
 //
-// The final chunk is published only after the MD5 of the whole body matched
-// the block hash and the body ended exactly at its declared size, so no
-// upstream ever receives a complete copy of a wrong block.
+// The final chunk is published only after the body ended exactly at its
+// declared size and — when the tee verifies — the MD5 of the whole body
+// matched the block hash, so no upstream ever receives a complete copy of
+// a wrong block. Without verification the stores' own check (every Keep
+// store refuses a body that does not hash to the URL's hash) is what keeps
+// a wrong block out.
 type Tee struct {
 	mu      sync.Mutex
 	cond    *sync.Cond
@@ -34,17 +37,22 @@ type Tee struct {
 	base    int64     // offset of chunks[0]
 	filled  int64     // bytes published to readers
 	readers map[*TeeReader]struct{}
-	err     error // terminal pump error (not io.EOF)
-	done    bool  // whole body published and verified
-	md5     hash.Hash
+	err     error     // terminal pump error (not io.EOF)
+	writing int       // WriteTo calls currently writing from a chunk
+	done    bool      // whole body published and verified
+	md5     hash.Hash // nil: no verification here
 }
 
-// NewTee makes a tee for a body of exactly size bytes naming block h.
-func NewTee(h blockstore.Hash, size, window int64) *Tee {
+// NewTee makes a tee for a body of exactly size bytes naming block h;
+// verify makes it check the MD5 itself.
+func NewTee(h blockstore.Hash, size, window int64, verify bool) *Tee {
 	if window < teeChunk {
 		window = teeChunk
 	}
-	t := &Tee{hash: h, size: size, window: window, readers: map[*TeeReader]struct{}{}, md5: md5.New()}
+	t := &Tee{hash: h, size: size, window: window, readers: map[*TeeReader]struct{}{}}
+	if verify {
+		t.md5 = md5.New()
+	}
 	t.cond = sync.NewCond(&t.mu)
 	return t
 }
@@ -93,7 +101,9 @@ func (t *Tee) Pump(body io.Reader) error {
 			}
 			return t.fail(err)
 		}
-		t.md5.Write((*chunk)[:n])
+		if t.md5 != nil {
+			t.md5.Write((*chunk)[:n])
+		}
 		last := filled+int64(n) == t.size
 		if last {
 			var one [1]byte
@@ -101,7 +111,7 @@ func (t *Tee) Pump(body io.Reader) error {
 				chunkPool.Put(chunk)
 				return t.fail(blockstore.Errorf(blockstore.KindLengthMismatch, "request body is longer than Content-Length %d", t.size))
 			}
-			if blockstore.Hash(t.md5.Sum(nil)) != t.hash {
+			if t.md5 != nil && blockstore.Hash(t.md5.Sum(nil)) != t.hash {
 				chunkPool.Put(chunk)
 				return t.fail(blockstore.Errorf(blockstore.KindHashMismatch, "content hash %x did not match specified locator %s", t.md5.Sum(nil), t.hash))
 			}
@@ -182,10 +192,15 @@ func (t *Tee) NewReader() *TeeReader {
 	return r
 }
 
-// Release frees every chunk (call after Pump returned and all readers closed).
+// Release frees every chunk (call after Pump returned and all readers
+// closed). It waits for writes still in progress from a chunk (an HTTP
+// transport may finish writing a body after its response arrived).
 func (t *Tee) Release() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	for t.writing > 0 {
+		t.cond.Wait()
+	}
 	for _, c := range t.chunks {
 		if c != nil {
 			chunkPool.Put(c)
@@ -261,4 +276,57 @@ func (r *TeeReader) Close() error {
 		t.cond.Broadcast()
 	}
 	return nil
+}
+
+// WriteTo sends the reader's bytes to w straight from the shared chunks,
+// without copying them through an intermediate buffer (io.Copy and the HTTP
+// transport use it). A chunk cannot be freed while it is being written:
+// Pump frees only chunks every reader's offset has passed, and Release
+// waits for writes in progress.
+func (r *TeeReader) WriteTo(w io.Writer) (int64, error) {
+	t := r.t
+	var total int64
+	for {
+		t.mu.Lock()
+		var piece []byte
+		for piece == nil {
+			if r.closed {
+				t.mu.Unlock()
+				return total, io.ErrClosedPipe
+			}
+			if t.err != nil {
+				err := t.err
+				t.mu.Unlock()
+				return total, err
+			}
+			if r.off < t.filled {
+				i := (r.off - t.base) / teeChunk
+				within := (r.off - t.base) % teeChunk
+				chunkLen := int64(teeChunk)
+				if end := t.base + (i+1)*teeChunk; end > t.filled {
+					chunkLen = t.filled - (t.base + i*teeChunk)
+				}
+				piece = (*t.chunks[i])[within:chunkLen]
+				break
+			}
+			if t.done {
+				t.mu.Unlock()
+				return total, nil
+			}
+			t.cond.Wait()
+		}
+		t.writing++
+		t.mu.Unlock()
+		n, err := w.Write(piece)
+		total += int64(n)
+		t.mu.Lock()
+		t.writing--
+		r.off += int64(n)
+		r.last = time.Now()
+		t.cond.Broadcast()
+		t.mu.Unlock()
+		if err != nil {
+			return total, err
+		}
+	}
 }

@@ -76,6 +76,9 @@ func (u *upstream) put(ctx context.Context, svc Service, h blockstore.Hash, size
 	req.ContentLength = size
 	if size > 0 {
 		req.Body = io.NopCloser(body)
+		// A store that refuses (full, busy, bad token) answers before any
+		// byte is sent, so it can still be replaced from offset 0.
+		req.Header.Set("Expect", "100-continue")
 	} else {
 		req.Body = http.NoBody
 	}

@@ -38,7 +38,18 @@ type Reader struct {
 	pos     int64
 	lastErr error
 	release func()
+	// verified: every copy opened so far was MD5-checked whole before
+	// its first byte was used (VerifyFirst mounts).
+	verified bool
+	// noHash: WriteTo streams without hashing, relying on verified; from
+	// then on only VerifyFirst mounts may be used.
+	noHash bool
 }
+
+// Verified reports whether the data comes from copies checked whole
+// before use (see Mount.VerifyFirst); such a whole-block read is sent
+// without hashing it again.
+func (r *Reader) Verified() bool { return r.verified && !r.Partial() && !r.head }
 
 // Partial reports whether the reader delivers less than the whole block.
 func (r *Reader) Partial() bool { return r.Off != 0 || r.N != r.Size }
@@ -145,12 +156,25 @@ func (r *Reader) openNext() error {
 			log.Warn("stored copy has the wrong size", "mount", m.UUID, "hash", r.h.String(), "size", info.Size, "want", r.Size)
 			continue
 		}
-		if m.VerifyFirst && r.pos == 0 && !r.Partial() {
+		verified := false
+		if m.VerifyFirst && !r.Partial() {
 			if err := r.verifyCopy(m); err != nil {
 				rc.Close()
 				r.lastErr = err
 				continue
 			}
+			verified = true
+		}
+		if r.noHash && !verified {
+			// The stream is not being hashed: only verified copies may
+			// continue it.
+			rc.Close()
+			continue
+		}
+		if r.cur == nil && r.curM == nil {
+			r.verified = verified
+		} else {
+			r.verified = r.verified && verified
 		}
 		r.cur, r.curM = rc, m
 		return nil
@@ -231,7 +255,10 @@ func (r *Reader) WriteTo(w io.Writer) (int64, error) {
 	}
 	var vw *blockstore.VerifyingWriter
 	dst := w
-	if !r.Partial() {
+	switch {
+	case r.Verified():
+		r.noHash = true
+	case !r.Partial():
 		vw = blockstore.NewVerifyingWriter(w, r.h, r.Size)
 		dst = vw
 	}

@@ -430,8 +430,18 @@ func setBlockHeaders(h http.Header, rd *Reader) int {
 		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", rd.Off, rd.Off+rd.N-1, rd.Size))
 		return http.StatusPartialContent
 	}
+	if rd.Verified() {
+		h.Set(VerifiedHeader, "md5")
+	}
 	return http.StatusOK
 }
+
+// VerifiedHeader (a keepgate extension, value "md5") on a whole-block GET
+// says the store checked the copy's MD5 before sending its first byte, and
+// will only ever send verified copies for the rest of this response (the
+// body may still be cut short by a failure). keepproxy then need not hash
+// the block again.
+const VerifiedHeader = "X-Keep-Data-Verified"
 
 // putBody is the request body read with progress-based deadlines
 // (httpserver.ProgressBody). Once the body has ended cleanly, the read

@@ -258,6 +258,9 @@ func run() error {
 		errs       int64
 	}
 	var rows []row
+	signed := make([]string, maxc) // locators signed for the bench token, for GETs
+	var signedMu sync.Mutex
+	sinkURL := "http://" + sink
 	measure := func(target, op, base string, replicas, conc int) row {
 		var errs atomic.Int64
 		var bytesMoved atomic.Int64
@@ -274,7 +277,10 @@ func run() error {
 						req, _ = http.NewRequest("PUT", base+"/"+hashes[w], bytes.NewReader(blocks[w]))
 						req.Header.Set("X-Keep-Desired-Replicas", strconv.Itoa(replicas))
 					} else {
-						req, _ = http.NewRequest("GET", fmt.Sprintf("%s/%s+%d", base, hashes[w], size), nil)
+						signedMu.Lock()
+						loc := signed[w]
+						signedMu.Unlock()
+						req, _ = http.NewRequest("GET", base+"/"+loc, nil)
 					}
 					req.Header.Set("Authorization", "Bearer "+token)
 					resp, err := client.Do(req)
@@ -282,14 +288,23 @@ func run() error {
 						errs.Add(1)
 						continue
 					}
-					n, _ := io.Copy(io.Discard, resp.Body)
+					var body bytes.Buffer
+					var n int64
+					if op == "PUT" {
+						io.Copy(&body, resp.Body)
+						n = int64(size)
+					} else {
+						n, _ = io.Copy(io.Discard, resp.Body)
+					}
 					resp.Body.Close()
-					if resp.StatusCode != 200 {
+					if resp.StatusCode != 200 || (op == "GET" && n != int64(size)) {
 						errs.Add(1)
 						continue
 					}
-					if op == "PUT" {
-						n = int64(size)
+					if op == "PUT" && base != sinkURL {
+						signedMu.Lock()
+						signed[w] = strings.TrimSpace(body.String())
+						signedMu.Unlock()
 					}
 					bytesMoved.Add(n)
 				}
@@ -302,7 +317,7 @@ func run() error {
 		fmt.Fprintf(os.Stderr, "%-22s %-4s c=%d %8.1f MiB/s errors=%d\n", target, op, conc, r.mbps, r.errs)
 		return r
 	}
-	proxy, store0, sinkURL := "http://"+proxyAddr, storeURLs[0], "http://"+sink
+	proxy, store0 := "http://"+proxyAddr, storeURLs[0]
 	for _, c := range concs {
 		rows = append(rows,
 			measure("baseline (MD5 sink)", "PUT", sinkURL, 1, c),

@@ -86,6 +86,7 @@ func run() error {
 		MemoryBudget:    int64(cfg.MemoryBudget),
 		BodyIdleTimeout: cfg.BodyIdleTimeout,
 		UpstreamIdle:    cfg.UpstreamIdleTimeout,
+		VerifyPuts:      cfg.VerifyPuts,
 		TrustedProxies:  cfg.TrustedProxyPrefixes(),
 		Logger:          log,
 		Registry:        reg,

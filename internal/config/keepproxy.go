@@ -52,6 +52,8 @@ type Keepproxy struct {
 	// during one PUT; also how long a failed store can still be replaced
 	// by the next one from the start of the body.
 	PutWindow ByteSize `mapstructure:"put_window"`
+	// VerifyPuts: hash PUT bodies in the proxy too (the stores always do).
+	VerifyPuts bool `mapstructure:"verify_puts"`
 	// BodyIdleTimeout: a client body that makes no progress this long is
 	// cut off (slow but steady uploads never are).
 	BodyIdleTimeout time.Duration `mapstructure:"body_idle_timeout"`
