@@ -84,3 +84,10 @@ func CheckRange(off, n, size int64) (int64, error) {
 	}
 	return n, nil
 }
+
+// ReadVerifier is implemented by volumes whose Get verifies whole-block
+// reads itself (the last chunk withheld and KindCorrupt returned when the
+// bytes do not hash to the block's name), so callers need not hash again.
+type ReadVerifier interface {
+	VerifiesFullReads() bool
+}

@@ -44,6 +44,9 @@ type Reader struct {
 	// noHash: WriteTo streams without hashing, relying on verified; from
 	// then on only VerifyFirst mounts may be used.
 	noHash bool
+	// volumeVerifies: the first copy's volume checks whole reads itself
+	// (blockstore.ReadVerifier), withholding the last chunk on a mismatch.
+	volumeVerifies bool
 }
 
 // Verified reports whether the data comes from copies checked whole
@@ -171,10 +174,16 @@ func (r *Reader) openNext() error {
 			rc.Close()
 			continue
 		}
+		selfChecking := false
+		if rv, ok := m.Volume.(blockstore.ReadVerifier); ok && r.pos == 0 && !r.Partial() {
+			selfChecking = rv.VerifiesFullReads()
+		}
 		if r.cur == nil && r.curM == nil {
 			r.verified = verified
+			r.volumeVerifies = selfChecking
 		} else {
 			r.verified = r.verified && verified
+			r.volumeVerifies = false
 		}
 		r.cur, r.curM = rc, m
 		return nil
@@ -233,6 +242,10 @@ func (r *Reader) Read(p []byte) (int, error) {
 			err = blockstore.Errorf(blockstore.KindCorrupt, "stored copy ended after %d of %d bytes", r.pos, r.Size)
 		}
 		if err != nil && err != io.EOF {
+			if blockstore.Is(err, blockstore.KindCorrupt) {
+				r.n.metrics.corrupt.WithLabelValues(r.curM.UUID).Inc()
+				r.n.bad.add(r.curM.UUID, r.h)
+			}
 			r.n.logFor(r.ctx).Warn("volume read failed mid-block; trying the next mount", "mount", r.curM.UUID,
 				"hash", r.h.String(), "offset", r.pos, "error", err.Error())
 			r.cur.Close()
@@ -256,7 +269,7 @@ func (r *Reader) WriteTo(w io.Writer) (int64, error) {
 	var vw *blockstore.VerifyingWriter
 	dst := w
 	switch {
-	case r.Verified():
+	case r.Verified(), r.volumeVerifies && !r.Partial():
 		r.noHash = true
 	case !r.Partial():
 		vw = blockstore.NewVerifyingWriter(w, r.h, r.Size)

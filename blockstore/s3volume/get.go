@@ -214,3 +214,7 @@ func isNotFound(err error) bool {
 	kind, _ := classify(err)
 	return kind == blockstore.KindNotFound
 }
+
+// VerifiesFullReads implements blockstore.ReadVerifier: whole-block reads
+// are MD5-checked while streaming, the last chunk withheld on a mismatch.
+func (v *Volume) VerifiesFullReads() bool { return true }
