@@ -118,7 +118,7 @@ if [ -z "${NO_NGINX:-}" ] && [ -n "$NGINX" ]; then
   SERVER_NAME=localhost LISTEN=127.0.0.1:$TLS_PORT UPSTREAM=127.0.0.1:$PROXY_PORT \
     SSL_CERT=$VAR/tls/cert.pem SSL_KEY=$VAR/tls/key.pem deploy/nginx/render.sh > "$VAR/nginx/keepproxy.conf"
   cat > "$VAR/nginx/nginx.conf" <<EOT
-worker_processes 1;
+worker_processes auto;
 pid $VAR/nginx/nginx.pid;
 error_log $VAR/nginx/logs/error.log warn;
 events { worker_connections 512; }

@@ -469,7 +469,7 @@ func startNginx(work, upstream string, start starter) string {
 		return ""
 	}
 	os.WriteFile(filepath.Join(dir, "site.conf"), site, 0o644)
-	conf := fmt.Sprintf("worker_processes 1;\npid %[1]s/nginx.pid;\nerror_log %[1]s/logs/error.log warn;\nevents { worker_connections 512; }\nhttp {\n access_log off;\n client_body_temp_path %[1]s/tmp/body;\n proxy_temp_path %[1]s/tmp/proxy;\n fastcgi_temp_path %[1]s/tmp/fastcgi;\n uwsgi_temp_path %[1]s/tmp/uwsgi;\n scgi_temp_path %[1]s/tmp/scgi;\n include %[1]s/site.conf;\n}\n", dir)
+	conf := fmt.Sprintf("worker_processes auto;\npid %[1]s/nginx.pid;\nerror_log %[1]s/logs/error.log warn;\nevents { worker_connections 512; }\nhttp {\n access_log off;\n client_body_temp_path %[1]s/tmp/body;\n proxy_temp_path %[1]s/tmp/proxy;\n fastcgi_temp_path %[1]s/tmp/fastcgi;\n uwsgi_temp_path %[1]s/tmp/uwsgi;\n scgi_temp_path %[1]s/tmp/scgi;\n include %[1]s/site.conf;\n}\n", dir)
 	os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o644)
 	if _, err := start("nginx", nginx, "-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-g", "daemon off;"); err != nil {
 		return ""
