@@ -1,6 +1,7 @@
 package blockstore
 
 import (
+	"context"
 	"crypto/md5"
 	"hash"
 	"io"
@@ -178,4 +179,21 @@ func (v *VerifyingWriter) Finish() error {
 		return Errorf(KindCorrupt, "checksum mismatch in stored data")
 	}
 	return nil
+}
+
+// ContextReader returns a reader over r that fails with ctx's error once
+// ctx is done (checked before every Read), so a long copy stops promptly
+// when its request is cancelled.
+func ContextReader(ctx context.Context, r io.Reader) io.Reader { return ctxReader{ctx, r} }
+
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }

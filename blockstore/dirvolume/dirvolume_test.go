@@ -496,31 +496,6 @@ func TestTrashLifetimeZeroDeletes(t *testing.T) {
 	}
 }
 
-func TestRunTrashSweeper(t *testing.T) {
-	root := t.TempDir()
-	v := newVol(t, dirvolume.Config{Root: root, Reserve: -1, Policy: blockstore.TrashPolicy{Lifetime: time.Nanosecond}})
-	h := put(t, v, text(1000))
-	if err := v.Trash(t.Context(), h); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan struct{})
-	go func() { v.RunTrashSweeper(ctx, 10*time.Millisecond); close(done) }()
-	deadline := time.Now().Add(5 * time.Second)
-	for len(files(t, root)) > 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("sweeper did not empty the trash: %v", files(t, root))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	cancel()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("RunTrashSweeper did not return after cancel")
-	}
-}
-
 func TestDamagedFiles(t *testing.T) {
 	root := t.TempDir()
 	v := newVol(t, dirvolume.Config{Root: root, Reserve: -1, Compress: true})

@@ -90,7 +90,7 @@ func (v *Volume) Put(ctx context.Context, h blockstore.Hash, r io.Reader, size i
 // returns the file name the block must get.
 func (v *Volume) writeBlock(ctx context.Context, w io.Writer, h blockstore.Hash, r io.Reader, size int64) (string, error) {
 	const op = "dirvolume.Put"
-	src := ctxReader{ctx, blockstore.NewVerifyingReader(r, h, size)}
+	src := blockstore.ContextReader(ctx, blockstore.NewVerifyingReader(r, h, size))
 	bp := getBuf()
 	defer putBuf(bp)
 	buf := *bp
@@ -182,20 +182,6 @@ func readErr(op string, err error) error {
 		return blockstore.E(op, "reading the block data failed", err)
 	}
 	return blockstore.E(op, err)
-}
-
-// ctxReader fails with ctx's error once ctx is done, checked before every
-// Read.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 // checkFree fails with KindFull when writing size bytes would leave less

@@ -189,23 +189,3 @@ func (v *Volume) EmptyTrash(ctx context.Context) error {
 	}
 	return firstErr
 }
-
-// RunTrashSweeper calls EmptyTrash every interval (24h if every <= 0) until
-// ctx is done, logging failures. Run it in its own goroutine.
-func (v *Volume) RunTrashSweeper(ctx context.Context, every time.Duration) {
-	if every <= 0 {
-		every = 24 * time.Hour
-	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := v.EmptyTrash(ctx); err != nil && ctx.Err() == nil {
-				v.log.Error("emptying trash failed", "err", err)
-			}
-		}
-	}
-}

@@ -48,7 +48,7 @@ func (v *Volume) Put(ctx context.Context, h blockstore.Hash, r io.Reader, size i
 	if size > 0 {
 		buf.Grow(int(size))
 	}
-	if _, err := io.Copy(&buf, ctxReader{ctx, blockstore.NewVerifyingReader(r, h, size)}); err != nil {
+	if _, err := io.Copy(&buf, blockstore.ContextReader(ctx, blockstore.NewVerifyingReader(r, h, size))); err != nil {
 		return blockstore.E("memvolume.Put", err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -58,18 +58,6 @@ func (v *Volume) Put(ctx context.Context, h blockstore.Hash, r io.Reader, size i
 	defer v.mu.Unlock()
 	v.blocks[h] = &entry{data: buf.Bytes(), mtime: v.Now()}
 	return nil
-}
-
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 // Get implements blockstore.Volume.

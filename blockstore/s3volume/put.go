@@ -80,7 +80,7 @@ func (v *Volume) putSized(ctx context.Context, op string, h blockstore.Hash, vr 
 // putEmpty stores the zero-length block once r has been checked to be
 // empty and h to be its hash.
 func (v *Volume) putEmpty(ctx context.Context, op string, h blockstore.Hash, vr io.Reader) error {
-	if _, err := io.Copy(io.Discard, ctxReader{ctx, vr}); err != nil {
+	if _, err := io.Copy(io.Discard, blockstore.ContextReader(ctx, vr)); err != nil {
 		return readErr(op, err)
 	}
 	err := v.call(ctx, opPut, nil, func(ctx context.Context) error {
@@ -181,18 +181,4 @@ func (b *body) detach() (n int64, read bool, err error) {
 	defer b.mu.Unlock()
 	b.closed = true
 	return b.n, b.read, b.err
-}
-
-// ctxReader fails with ctx's error once ctx is done, checked before every
-// Read.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
