@@ -106,6 +106,18 @@ func TestBrowserUploader(t *testing.T) {
 	if n := len(fields) - 2; n != 2 {
 		t.Fatalf("%d blocks for 70 MiB, want 2", n)
 	}
+	// The keep CLI fetches the browser's upload through nginx (TLS with a
+	// self-signed certificate, hence --insecure) and gets the same bytes.
+	k := newKeepCLI(t, proxyURL)
+	dest := t.TempDir()
+	_, errs, code := k.run("get", "--insecure", "--quiet", loc.Value, dest)
+	if code != 0 || !strings.Contains(errs, "WARNING: --insecure") {
+		t.Fatalf("keep get --insecure: exit %d, stderr %q", code, errs)
+	}
+	back, err := os.ReadFile(filepath.Join(dest, "seventy MiB ü.bin"))
+	if err != nil || !bytes.Equal(back, data) {
+		t.Fatalf("keep get of the browser upload: %v, %d bytes, equal=%v", err, len(back), bytes.Equal(back, data))
+	}
 }
 
 func tail(s string, n int) string {

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -119,12 +120,16 @@ func WithClientIP(trusted []netip.Prefix, next http.Handler) http.Handler {
 	})
 }
 
+// sigRe matches a permission signature in a locator; logs keep only its expiry.
+var sigRe = regexp.MustCompile(`\+A[0-9a-f]{40}(@[0-9a-f]{8})`)
+
 // WithAccessLog logs one JSON line per request: id, client, method, path
-// (query string dropped: it may hold a token), status, bytes, duration.
+// (query string dropped: it may hold a token; signatures shortened to
+// their expiry), status, bytes, duration.
 func WithAccessLog(log *slog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		m := httpsnoop.CaptureMetrics(next, w, r)
-		path := r.URL.Path
+		path := sigRe.ReplaceAllString(r.URL.Path, "+A…$1")
 		if len(path) > 200 {
 			path = path[:200]
 		}
