@@ -15,9 +15,11 @@ import (
 
 // GetRequest is one block read through the gateway.
 type GetRequest struct {
-	Locator blockstore.Locator
-	Token   string
-	Head    bool
+	Locator  blockstore.Locator
+	Token    string
+	Identity *Identity
+	Host     string
+	Head     bool
 	// Range: From ≥ 0 with To < 0 means to the end. Zero Range = whole block.
 	Range *ByteRange
 }
@@ -60,7 +62,7 @@ const VerifiedHeader = "X-Keep-Data-Verified"
 // store answered 404; 502 when temporary failures remain after retries;
 // 422 for other refusals (bad or expired signature, per the protocol).
 func (g *Gateway) Open(ctx context.Context, req GetRequest) (*Block, error) {
-	b := &Block{g: g, req: req, reqID: httpserver.RequestIDFrom(ctx), ctx: ctx, order: g.readOrder(req.Locator.Hash), tried: map[int]bool{}}
+	b := &Block{g: g, req: req, reqID: httpserver.RequestIDFrom(ctx), ctx: ctx, order: g.router.Route(ctx, RouteRequest{Hash: req.Locator.Hash, Host: req.Host, Identity: req.Identity}), tried: map[int]bool{}}
 	if len(b.order) == 0 {
 		return nil, blockstore.Errorf(blockstore.KindBadGateway, "no keep stores are configured")
 	}

@@ -8,16 +8,17 @@
 // Design notes: the only per-request buffer is the Tee window (default
 // 4 MiB + one chunk), taken from a byte-weighted Budget; POST / without a
 // hash buffers the body, also from the Budget. Routing (which stores a
-// block goes to) is the rendezvous order of KEEP-PROTOCOL §8.1 over the
-// configured or discovered stores, behind writeOrder/readOrder so that
-// storage pools and host-based rules can replace it.
+// block goes to) is a Router (default: the rendezvous order of
+// KEEP-PROTOCOL §8.1 over the configured or discovered stores), so storage
+// pools and host-based rules can replace it; authentication is an
+// Authenticator and usage accounting an Accountant.
 package gateway
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"net/netip"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -50,12 +51,18 @@ type Options struct {
 	Transport       http.RoundTripper // toward the stores; nil: a tuned default
 	// UploaderFS, if set, is served at /_upload/ (the web uploader).
 	UploaderFS http.FileSystem
+	// Router picks stores per block; nil: rendezvous over Services.
+	Router Router
+	// Accountant records every transfer; nil: LogAccountant on Logger.
+	Accountant Accountant
 }
 
 // Gateway is the keepproxy service.
 type Gateway struct {
 	opt          Options
-	services     atomic.Pointer[[]Service]
+	rendezvous   *RendezvousRouter
+	router       Router
+	accountant   Accountant
 	auth         Authenticator
 	up           *upstream
 	budget       *Budget
@@ -97,41 +104,26 @@ func New(opt Options) (*Gateway, error) {
 	g := &Gateway{opt: opt, auth: opt.Auth, up: newUpstream(opt.Transport), window: opt.Window, upstreamIdle: opt.UpstreamIdle, log: opt.Logger}
 	g.metrics = newMetrics(opt.Registry)
 	g.budget = NewBudget(opt.MemoryBudget, opt.BudgetWait, g.metrics.budgetInUse)
-	g.SetServices(opt.Services)
+	g.rendezvous = NewRendezvousRouter(opt.Services)
+	g.router = opt.Router
+	if g.router == nil {
+		g.router = g.rendezvous
+	}
+	g.accountant = opt.Accountant
+	if g.accountant == nil {
+		g.accountant = LogAccountant{Log: opt.Logger}
+	}
 	return g, nil
 }
 
 // SetServices replaces the store list (e.g. after discovery).
-func (g *Gateway) SetServices(s []Service) {
-	cp := append([]Service(nil), s...)
-	g.services.Store(&cp)
-}
+func (g *Gateway) SetServices(s []Service) { g.rendezvous.SetServices(s) }
 
-// Services returns the current store list.
-func (g *Gateway) Services() []Service { return *g.services.Load() }
+// Services returns the current store list (used for /index).
+func (g *Gateway) Services() []Service { return g.rendezvous.Services() }
 
 func (g *Gateway) readOrder(h blockstore.Hash) []Service {
-	svcs := g.Services()
-	uuids := make([]string, len(svcs))
-	for i, s := range svcs {
-		uuids[i] = s.UUID
-	}
-	out := make([]Service, 0, len(svcs))
-	for _, i := range blockstore.ServiceOrder(h, uuids) {
-		out = append(out, svcs[i])
-	}
-	return out
-}
-
-func (g *Gateway) writeOrder(h blockstore.Hash) []Service {
-	all := g.readOrder(h)
-	out := all[:0:0]
-	for _, s := range all {
-		if !s.ReadOnly {
-			out = append(out, s)
-		}
-	}
-	return out
+	return g.router.Route(context.Background(), RouteRequest{Hash: h})
 }
 
 type metrics struct {

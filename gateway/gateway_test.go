@@ -95,6 +95,10 @@ func (c *cluster) do(method, path, token string, body []byte, hdr map[string]str
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	for k, v := range hdr {
+		if k == "Host" {
+			req.Host = v
+			continue
+		}
 		req.Header.Set(k, v)
 	}
 	resp, err := http.DefaultClient.Do(req)

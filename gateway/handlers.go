@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/felixge/httpsnoop"
 	"github.com/gorilla/mux"
@@ -100,23 +101,33 @@ func (g *Gateway) handleOptions(w http.ResponseWriter, r *http.Request) {
 }
 
 // authorize checks the loop guard and the token's scope. It returns the
-// token to forward to the stores.
-func (g *Gateway) authorize(r *http.Request, scope Scope) (string, error) {
+// token to forward to the stores and who it belongs to.
+func (g *Gateway) authorize(r *http.Request, scope Scope) (string, *Identity, error) {
 	if strings.Contains(r.Header.Get("Via"), " keepproxy") {
-		return "", blockstore.Errorf(blockstore.KindLoop, "loop detected: this request already passed through a keepproxy")
+		return "", nil, blockstore.Errorf(blockstore.KindLoop, "loop detected: this request already passed through a keepproxy")
 	}
 	token := httpserver.Token(r, false)
 	if token == "" {
-		return "", ErrBadToken
+		return "", nil, ErrBadToken
 	}
 	id, err := g.auth.Authenticate(r.Context(), token)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if !id.Has(scope) {
-		return "", &blockstore.Error{Kind: blockstore.KindForbidden, Msg: fmt.Sprintf("token %q may not %s (scopes: %v)", id.Name, scope, id.Scopes)}
+		return "", nil, &blockstore.Error{Kind: blockstore.KindForbidden, Msg: fmt.Sprintf("token %q may not %s (scopes: %v)", id.Name, scope, id.Scopes)}
 	}
-	return token, nil
+	return token, id, nil
+}
+
+// record hands a finished transfer to the Accountant.
+func (g *Gateway) record(r *http.Request, op string, id *Identity, h blockstore.Hash, bytes int64, replicas, status int, t0 time.Time) {
+	name := ""
+	if id != nil {
+		name = id.Name
+	}
+	g.accountant.Record(r.Context(), Transfer{Op: op, Identity: name, Hash: h.String(), Bytes: bytes, Replicas: replicas,
+		Status: status, Client: httpserver.ClientIP(r), Host: r.Host, Duration: time.Since(t0)})
 }
 
 func (g *Gateway) handleGet(w http.ResponseWriter, r *http.Request) {
@@ -127,22 +138,30 @@ func (g *Gateway) handleGet(w http.ResponseWriter, r *http.Request) {
 		httpserver.WriteError(w, err)
 		return
 	}
-	if req.Token, err = g.authorize(r, ScopeRead); err != nil {
+	if req.Token, req.Identity, err = g.authorize(r, ScopeRead); err != nil {
 		httpserver.WriteError(w, err)
 		return
 	}
+	req.Host = r.Host
 	if req.Locator.Hash == blockstore.EmptyHash && req.Range == nil {
 		w.Header().Set("Content-Length", "0")
 		w.WriteHeader(http.StatusOK)
 		return
 	}
+	t0 := time.Now()
+	op := strings.ToLower(r.Method)
 	blk, err := g.Open(r.Context(), req)
 	if err != nil {
+		g.record(r, op, req.Identity, req.Locator.Hash, 0, 0, blockstore.StatusOf(err), t0)
 		httpserver.WriteError(w, err)
 		return
 	}
 	defer blk.Close()
-	g.writeBlock(w, r, blk, head)
+	n, status := g.writeBlock(w, r, blk, head)
+	g.record(r, op, req.Identity, req.Locator.Hash, n, 0, status, t0)
+	if status != http.StatusOK && status != http.StatusPartialContent {
+		panic(http.ErrAbortHandler) // make sure the client sees a broken response, never a clean one
+	}
 }
 
 func (g *Gateway) parseGet(r *http.Request) (GetRequest, error) {
@@ -166,7 +185,9 @@ func (g *Gateway) parseGet(r *http.Request) (GetRequest, error) {
 }
 
 // writeBlock sends an opened block: headers first, then the verified body.
-func (g *Gateway) writeBlock(w http.ResponseWriter, r *http.Request, blk *Block, head bool) {
+// It returns the bytes sent and the status (502 when the body was cut
+// short after the headers went out; the caller then aborts the response).
+func (g *Gateway) writeBlock(w http.ResponseWriter, r *http.Request, blk *Block, head bool) (int64, int) {
 	h := w.Header()
 	h.Set("Content-Length", strconv.FormatInt(blk.Length, 10))
 	h.Set("Content-Type", "application/octet-stream")
@@ -178,7 +199,7 @@ func (g *Gateway) writeBlock(w http.ResponseWriter, r *http.Request, blk *Block,
 	}
 	w.WriteHeader(status)
 	if head {
-		return
+		return 0, status
 	}
 	buf := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(buf)
@@ -191,8 +212,9 @@ func (g *Gateway) writeBlock(w http.ResponseWriter, r *http.Request, blk *Block,
 		} else {
 			g.log.Warn("block response cut short", "request_id", httpserver.RequestIDFrom(r.Context()), "sent", n, "error", err.Error())
 		}
-		panic(http.ErrAbortHandler) // make sure the client sees a broken response, never a clean one
+		return n, http.StatusBadGateway
 	}
+	return n, status
 }
 
 func (g *Gateway) handlePut(w http.ResponseWriter, r *http.Request) {
@@ -202,19 +224,29 @@ func (g *Gateway) handlePut(w http.ResponseWriter, r *http.Request) {
 		httpserver.WriteError(w, err)
 		return
 	}
-	if req.Token, err = g.authorize(r, ScopeWrite); err != nil {
+	if req.Token, req.Identity, err = g.authorize(r, ScopeWrite); err != nil {
 		httpserver.WriteError(w, err)
 		return
 	}
+	req.Host = r.Host
 	if req.Size > blockstore.MaxBlockSize {
 		httpserver.WriteError(w, blockstore.E("PUT", blockstore.KindTooLarge))
 		return
 	}
+	t0 := time.Now()
 	body := httpserver.ProgressBody(w, r, g.opt.BodyIdleTimeout)
 	req.Body = body
 	res, err := g.Put(r.Context(), req)
 	g.metrics.bytesIn.Add(float64(body.N))
 	g.writePutResult(w, req, res, err)
+	g.record(r, "put", req.Identity, req.Hash, body.N, res.Replicas, statusOrOK(err), t0)
+}
+
+func statusOrOK(err error) int {
+	if err != nil {
+		return blockstore.StatusOf(err)
+	}
+	return http.StatusOK
 }
 
 // parsePut applies the checks that come before authentication, in the
@@ -281,7 +313,8 @@ func (g *Gateway) handlePost(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Via", "HTTP/1.1 keepproxy")
 	req, err := g.parsePut(r)
 	if err == nil {
-		req.Token, err = g.authorize(r, ScopeWrite)
+		req.Token, req.Identity, err = g.authorize(r, ScopeWrite)
+		req.Host = r.Host
 	}
 	if err == nil && req.Size > blockstore.MaxBlockSize {
 		err = blockstore.E("POST", blockstore.KindTooLarge)
@@ -303,15 +336,17 @@ func (g *Gateway) handlePost(w http.ResponseWriter, r *http.Request) {
 	g.metrics.bytesIn.Add(float64(len(buf)))
 	req.Hash = blockstore.Hash(md5.Sum(buf))
 	req.Body = bytes.NewReader(buf)
+	t0 := time.Now()
 	res, err := g.Put(r.Context(), req)
 	g.writePutResult(w, req, res, err)
+	g.record(r, "post", req.Identity, req.Hash, int64(len(buf)), res.Replicas, statusOrOK(err), t0)
 }
 
 // handleIndex merges the stores' indexes (admin scope). Each store's
 // blank-line terminator is dropped and one final blank line is added, so
 // a complete answer ends in "\n\n" (or is exactly "\n" when empty).
 func (g *Gateway) handleIndex(w http.ResponseWriter, r *http.Request) {
-	token, err := g.authorize(r, ScopeAdmin)
+	token, _, err := g.authorize(r, ScopeAdmin)
 	if err != nil {
 		httpserver.WriteError(w, err)
 		return

@@ -19,6 +19,8 @@ type PutRequest struct {
 	Replicas int       // desired copies
 	Classes  []string  // storage classes asked for (may be empty)
 	Token    string    // the client's token, forwarded to the stores
+	Identity *Identity // who stores it (for routing and accounting)
+	Host     string    // the host the client connected to
 }
 
 // PutResult reports what was stored. Replicas is set even on failure.
@@ -42,7 +44,7 @@ func (g *Gateway) Put(ctx context.Context, req PutRequest) (PutResult, error) {
 	if req.Replicas <= 0 {
 		return res, nil
 	}
-	stores := g.writeOrder(req.Hash)
+	stores := g.router.Route(ctx, RouteRequest{Hash: req.Hash, Write: true, Host: req.Host, Identity: req.Identity})
 	if len(stores) == 0 {
 		return res, blockstore.Errorf(blockstore.KindUnavailable, "no writable keep stores are configured")
 	}

@@ -1,0 +1,104 @@
+package gateway
+
+import (
+	"context"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/keepgate/keepgate/blockstore"
+	"github.com/keepgate/keepgate/internal/httpserver"
+)
+
+// RouteRequest is what a Router decides on.
+type RouteRequest struct {
+	Hash     blockstore.Hash
+	Write    bool      // choosing stores to write (read-only stores excluded)
+	Host     string    // the host the client connected to (Host header)
+	Identity *Identity // who asks (nil for internal copies)
+}
+
+// Router decides which stores a block goes to, and in which order they are
+// tried. Contract: the result is the full candidate list in preference
+// order (writers take the first N and fall back to the rest); for a write
+// it holds no read-only store; it must be safe for concurrent use and
+// cheap (it runs once per request). Rules by connected host, storage pools
+// per access key, and the like are Routers.
+type Router interface {
+	Route(ctx context.Context, r RouteRequest) []Service
+}
+
+// RendezvousRouter orders one set of stores by Arvados' rendezvous hashing
+// (KEEP-PROTOCOL §8.1), so keepgate and Arvados clients agree on where
+// each block lives.
+type RendezvousRouter struct {
+	services atomic.Pointer[[]Service]
+}
+
+// NewRendezvousRouter routes over svcs.
+func NewRendezvousRouter(svcs []Service) *RendezvousRouter {
+	r := &RendezvousRouter{}
+	r.SetServices(svcs)
+	return r
+}
+
+// SetServices replaces the store set (e.g. after discovery).
+func (rr *RendezvousRouter) SetServices(s []Service) {
+	cp := append([]Service(nil), s...)
+	rr.services.Store(&cp)
+}
+
+// Services returns the current store set.
+func (rr *RendezvousRouter) Services() []Service { return *rr.services.Load() }
+
+// Route implements Router.
+func (rr *RendezvousRouter) Route(_ context.Context, req RouteRequest) []Service {
+	svcs := rr.Services()
+	uuids := make([]string, len(svcs))
+	for i, s := range svcs {
+		uuids[i] = s.UUID
+	}
+	out := make([]Service, 0, len(svcs))
+	for _, i := range blockstore.ServiceOrder(req.Hash, uuids) {
+		if req.Write && svcs[i].ReadOnly {
+			continue
+		}
+		out = append(out, svcs[i])
+	}
+	return out
+}
+
+// Transfer describes one finished block transfer, for usage accounting and
+// audit.
+type Transfer struct {
+	Op       string // "put", "post", "get", "head"
+	Identity string // Identity.Name, never the token
+	Hash     string
+	Bytes    int64 // body bytes moved
+	Replicas int   // PUT/POST: copies stored
+	Status   int   // HTTP status answered
+	Client   string
+	Host     string
+	Duration time.Duration
+}
+
+// Accountant records transfers. Contract: Record must not block the
+// request for long (buffer or drop), must be safe for concurrent use, and
+// never sees a token. Per-key usage reports, rate caps and a shared usage
+// database are Accountants.
+type Accountant interface {
+	Record(ctx context.Context, t Transfer)
+}
+
+// LogAccountant writes one structured "transfer" line per transfer: an
+// audit trail that svlogd or a log shipper can collect.
+type LogAccountant struct{ Log *slog.Logger }
+
+// Record implements Accountant.
+func (a LogAccountant) Record(ctx context.Context, t Transfer) {
+	a.Log.LogAttrs(ctx, slog.LevelInfo, "transfer",
+		slog.String("request_id", httpserver.RequestIDFrom(ctx)),
+		slog.String("op", t.Op), slog.String("identity", t.Identity), slog.String("block", t.Hash),
+		slog.Int64("bytes", t.Bytes), slog.Int("replicas", t.Replicas), slog.Int("status", t.Status),
+		slog.String("client", t.Client), slog.String("host", t.Host), slog.Float64("seconds", t.Duration.Seconds()))
+}

@@ -1,0 +1,77 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/keepgate/keepgate/blockstore/volumetest"
+)
+
+// hostRouter sends blocks of clients connected to "b.example" to the last
+// store only: the shape of a host-based routing rule.
+type hostRouter struct {
+	def  Router
+	only Service
+}
+
+func (h hostRouter) Route(ctx context.Context, r RouteRequest) []Service {
+	if r.Host == "b.example" {
+		return []Service{h.only}
+	}
+	return h.def.Route(ctx, r)
+}
+
+type memAccountant struct {
+	mu sync.Mutex
+	ts []Transfer
+}
+
+func (m *memAccountant) Record(_ context.Context, t Transfer) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.ts = append(m.ts, t)
+}
+
+func TestRouterAndAccountant(t *testing.T) {
+	acct := &memAccountant{}
+	var c *cluster
+	c = newCluster(t, 3, func(o *Options) {
+		o.Accountant = acct
+		o.Router = routerFunc(func(ctx context.Context, r RouteRequest) []Service {
+			return hostRouter{def: NewRendezvousRouter(o.Services), only: o.Services[2]}.Route(ctx, r)
+		})
+	})
+	// A block whose rendezvous order does not start with the routed store,
+	// so only the rule can put it there.
+	seed := uint64(91)
+	data, h := volumetest.Block(seed, 1000)
+	for c.ordered(h)[0] == c.stores[2] {
+		seed++
+		data, h = volumetest.Block(seed, 1000)
+	}
+	resp := c.do("PUT", "/"+h.String(), tokRW, data, map[string]string{"Host": "b.example", "X-Keep-Desired-Replicas": "1"})
+	loc := readAll(t, resp)
+	if resp.StatusCode != 200 || !c.stores[2].has(h) || c.stores[0].has(h) || c.stores[1].has(h) {
+		t.Fatalf("host-routed PUT: %d, placement %v %v %v", resp.StatusCode, c.stores[0].has(h), c.stores[1].has(h), c.stores[2].has(h))
+	}
+	resp = c.do("GET", "/"+loc, tokRW, nil, map[string]string{"Host": "b.example"})
+	if readAll(t, resp); resp.StatusCode != 200 {
+		t.Fatalf("host-routed GET: %d", resp.StatusCode)
+	}
+	acct.mu.Lock()
+	defer acct.mu.Unlock()
+	if len(acct.ts) != 2 {
+		t.Fatalf("%d transfers recorded, want 2: %+v", len(acct.ts), acct.ts)
+	}
+	put, get := acct.ts[0], acct.ts[1]
+	if put.Op != "put" || put.Identity != "rw" || put.Bytes != 1000 || put.Replicas != 1 || put.Status != 200 || put.Host != "b.example" ||
+		get.Op != "get" || get.Bytes != 1000 || get.Status != 200 || fmt.Sprint(get.Hash) != h.String() {
+		t.Fatalf("transfers: %+v", acct.ts)
+	}
+}
+
+type routerFunc func(context.Context, RouteRequest) []Service
+
+func (f routerFunc) Route(ctx context.Context, r RouteRequest) []Service { return f(ctx, r) }
