@@ -542,28 +542,38 @@ func TestKeepCLIThroughput(t *testing.T) {
 	const total = 1024 * mib
 	rate := func(d time.Duration) float64 { return float64(total) / 1e6 / d.Seconds() }
 
-	// Raw single 64 MiB block with net/http, for comparison.
-	block := make([]byte, 64*mib)
-	stream := cipher.NewCTR(must(aes.NewCipher(make([]byte, 16))), make([]byte, 16))
-	stream.XORKeyStream(block, block)
-	start := time.Now()
-	resp, locb := put(t, c, block, 2)
-	rawPut := time.Since(start)
-	if resp.StatusCode != 200 {
-		t.Fatalf("raw PUT: %d", resp.StatusCode)
+	// Raw single 64 MiB blocks with net/http, for comparison: best of 3
+	// (each a different block, so every PUT really writes).
+	var rawPut, rawGet time.Duration
+	for i := range 3 {
+		block := make([]byte, 64*mib)
+		var key [16]byte
+		key[0] = byte(i)
+		stream := cipher.NewCTR(must(aes.NewCipher(key[:])), make([]byte, 16))
+		stream.XORKeyStream(block, block)
+		start := time.Now()
+		resp, locb := put(t, c, block, 2)
+		if d := time.Since(start); rawPut == 0 || d < rawPut {
+			rawPut = d
+		}
+		if resp.StatusCode != 200 {
+			t.Fatalf("raw PUT: %d", resp.StatusCode)
+		}
+		start = time.Now()
+		resp, body := request(t, "GET", c.ProxyURL+"/"+locb, testenv.TokenRW, nil, 0, nil)
+		if d := time.Since(start); rawGet == 0 || d < rawGet {
+			rawGet = d
+		}
+		if resp.StatusCode != 200 || len(body) != len(block) {
+			t.Fatalf("raw GET: %d", resp.StatusCode)
+		}
 	}
-	start = time.Now()
-	resp, body := request(t, "GET", c.ProxyURL+"/"+locb, testenv.TokenRW, nil, 0, nil)
-	rawGet := time.Since(start)
-	if resp.StatusCode != 200 || len(body) != len(block) {
-		t.Fatalf("raw GET: %d", resp.StatusCode)
-	}
-	t.Logf("raw net/http, one 64 MiB block, 2 replicas: PUT %.0f MB/s, GET %.0f MB/s",
-		float64(len(block))/1e6/rawPut.Seconds(), float64(len(block))/1e6/rawGet.Seconds())
+	t.Logf("raw net/http, one 64 MiB block at a time, 2 replicas (best of 3): PUT %.0f MB/s, GET %.0f MB/s",
+		64*mib/1e6/rawPut.Seconds(), 64*mib/1e6/rawGet.Seconds())
 
 	for _, threads := range []string{"2", "4"} {
 		os.RemoveAll(k.cache)
-		start = time.Now()
+		start := time.Now()
 		loc, _ := k.putLocator("--threads", threads, "--replicas", "2", "--no-cache", src)
 		putD := time.Since(start)
 		dest := t.TempDir()
