@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -83,7 +84,7 @@ func (g *Gateway) Open(ctx context.Context, req GetRequest) (*Block, error) {
 // openFirst tries every store in order (with up to two more passes over the
 // ones that failed temporarily) until one answers 200/206.
 func (b *Block) openFirst() error {
-	notFound, others := 0, 0
+	notFound, others, corrupt := 0, 0, 0
 	var tempErr, permErr error
 	retry := make([]int, 0, len(b.order))
 	for i := range b.order {
@@ -107,6 +108,11 @@ func (b *Block) openFirst() error {
 			switch {
 			case statusOfUpstream(err) == http.StatusNotFound:
 				notFound++
+			case isChecksumError(err):
+				// The store found its copy corrupt (KEEP-PROTOCOL §5.2):
+				// retrying it will not help.
+				corrupt++
+				tempErr = err
 			case temporary(err):
 				tempErr = err
 				again = append(again, i)
@@ -118,6 +124,9 @@ func (b *Block) openFirst() error {
 		retry = again
 	}
 	switch {
+	case corrupt > 0 && corrupt+notFound == len(b.order):
+		b.g.metrics.corrupt.Inc()
+		return &blockstore.Error{Op: "gateway.Open", Kind: blockstore.KindCorrupt, Msg: "checksum mismatch in stored data: every copy of the block failed its checksum; it must be restored from elsewhere", Err: tempErr}
 	case tempErr != nil:
 		return &blockstore.Error{Op: "gateway.Open", Kind: blockstore.KindBadGateway, Msg: "keep stores failed to return the block; try again later", Err: tempErr}
 	case permErr != nil && others > 0:
@@ -329,4 +338,11 @@ func errString(err error) string {
 		return "short body"
 	}
 	return err.Error()
+}
+
+// isChecksumError reports a store's "checksum mismatch in stored data"
+// answer (502 with that text, KEEP-PROTOCOL §5.2).
+func isChecksumError(err error) bool {
+	var se *upstreamStatusError
+	return errors.As(err, &se) && se.status == http.StatusBadGateway && strings.Contains(se.msg, "checksum mismatch")
 }
