@@ -450,3 +450,21 @@ func TestTeeWithholdsFinalChunkOnMismatch(t *testing.T) {
 		t.Fatalf("reader got %d of %d bytes, err %v", len(got), len(data), err)
 	}
 }
+
+func TestUploaderAndIndexAreGzipped(t *testing.T) {
+	c := newCluster(t, 1, func(o *Options) { o.UploaderFS = http.Dir("web/static") })
+	req, _ := http.NewRequest("GET", c.srv.URL+"/_upload/uploader.js", nil)
+	req.Header.Set("Accept-Encoding", "gzip")
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Encoding") != "gzip" {
+		t.Fatalf("uploader.js: %d encoding %q", resp.StatusCode, resp.Header.Get("Content-Encoding"))
+	}
+	resp = c.do("GET", "/_upload/", "", nil, nil)
+	if body := readAll(t, resp); resp.StatusCode != 200 || !strings.Contains(body, "keepgate uploader") {
+		t.Fatalf("uploader page: %d", resp.StatusCode)
+	}
+}

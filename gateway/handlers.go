@@ -16,6 +16,7 @@ import (
 
 	"github.com/felixge/httpsnoop"
 	"github.com/gorilla/mux"
+	"github.com/klauspost/compress/gzhttp"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/cors"
 
@@ -44,12 +45,13 @@ func (g *Gateway) Handler() http.Handler {
 	r.Path(blockPath).Methods(http.MethodGet, http.MethodHead).HandlerFunc(g.handleGet)
 	r.Path(blockPath).Methods(http.MethodPut).HandlerFunc(g.handlePut)
 	r.Path("/").Methods(http.MethodPost).HandlerFunc(g.handlePost)
-	r.Path("/index").Methods(http.MethodGet).HandlerFunc(g.handleIndex)
-	r.Path("/index/{prefix:[0-9a-f]{0,32}}").Methods(http.MethodGet).HandlerFunc(g.handleIndex)
+	index := gzhttp.GzipHandler(http.HandlerFunc(g.handleIndex))
+	r.Path("/index").Methods(http.MethodGet).Handler(index)
+	r.Path("/index/{prefix:[0-9a-f]{0,32}}").Methods(http.MethodGet).Handler(index)
 	r.Path("/_health/{check}").Methods(http.MethodGet).HandlerFunc(g.handleHealth)
 	r.Path("/metrics").Methods(http.MethodGet).Handler(g.guardManagement(promhttp.HandlerFor(g.opt.Registry, promhttp.HandlerOpts{})))
 	if g.opt.UploaderFS != nil {
-		r.PathPrefix("/_upload/").Methods(http.MethodGet, http.MethodHead).Handler(http.StripPrefix("/_upload/", http.FileServer(g.opt.UploaderFS)))
+		r.PathPrefix("/_upload/").Methods(http.MethodGet, http.MethodHead).Handler(gzhttp.GzipHandler(http.StripPrefix("/_upload/", http.FileServer(g.opt.UploaderFS))))
 		r.Path("/_upload").Handler(http.RedirectHandler("/_upload/", http.StatusMovedPermanently))
 	}
 	bad := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
