@@ -3,6 +3,7 @@ package blockstore
 import (
 	"crypto/md5"
 	"encoding/hex"
+	"strconv"
 )
 
 // Hash is the MD5 digest that names a block. It is comparable and usable as
@@ -58,6 +59,15 @@ func IsHexPrefix(s string) bool {
 		}
 	}
 	return true
+}
+
+// CheckIndexPrefix returns a KindBadRequest error (for operation op) unless
+// prefix is 0–32 lowercase hex digits.
+func CheckIndexPrefix(op, prefix string) error {
+	if IsHexPrefix(prefix) {
+		return nil
+	}
+	return E(op, KindBadRequest, "invalid index prefix "+strconv.Quote(truncate(prefix, 40))+": it must be 0 to 32 lowercase hex digits")
 }
 
 func truncate(s string, n int) string {

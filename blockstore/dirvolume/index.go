@@ -2,7 +2,6 @@ package dirvolume
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"io/fs"
 	"sort"
@@ -18,12 +17,8 @@ import (
 // skipped; a compressed block is listed with its uncompressed size.
 func (v *Volume) Index(ctx context.Context, prefix string, fn func(blockstore.BlockInfo) error) error {
 	const op = "dirvolume.Index"
-	if !blockstore.IsHexPrefix(prefix) {
-		if len(prefix) > 40 {
-			prefix = prefix[:40] + "…"
-		}
-		return blockstore.E(op, blockstore.KindBadRequest,
-			fmt.Sprintf("invalid index prefix %q: it must be 0 to 32 lowercase hex digits", prefix))
+	if err := blockstore.CheckIndexPrefix(op, prefix); err != nil {
+		return err
 	}
 	if err := ctx.Err(); err != nil {
 		return blockstore.E(op, err)

@@ -2,7 +2,6 @@ package s3volume
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/minio/minio-go/v7"
 
@@ -19,12 +18,8 @@ import (
 // recent/ and trash/ objects are never paged through.
 func (v *Volume) Index(ctx context.Context, prefix string, fn func(blockstore.BlockInfo) error) error {
 	const op = "s3volume.Index"
-	if !blockstore.IsHexPrefix(prefix) {
-		if len(prefix) > 40 {
-			prefix = prefix[:40] + "…"
-		}
-		return blockstore.E(op, blockstore.KindBadRequest,
-			fmt.Sprintf("invalid index prefix %q: it must be 0 to 32 lowercase hex digits", prefix))
+	if err := blockstore.CheckIndexPrefix(op, prefix); err != nil {
+		return err
 	}
 	if err := ctx.Err(); err != nil {
 		return blockstore.E(op, err)
