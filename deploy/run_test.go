@@ -40,7 +40,7 @@ func TestMakeRunCluster(t *testing.T) {
 	testenv.LookPath(t, "openssl")
 	testenv.LookPath(t, "curl")
 	bin := t.TempDir()
-	for _, name := range []string{"keepproxy", "keepstore"} {
+	for _, name := range []string{"keepproxy", "keepstore", "keep"} {
 		os.Symlink(testenv.Build(t, name), filepath.Join(bin, name))
 	}
 	varDir := t.TempDir()
@@ -59,7 +59,8 @@ func TestMakeRunCluster(t *testing.T) {
 	}
 	cmd := exec.Command("bash", "-euo", "pipefail", "-c", example)
 	res, err := cmd.CombinedOutput()
-	if err != nil || !bytes.Contains(res, []byte("stored 6f09f2b353b6d63069f770b90e2b112c+11+A")) || !bytes.HasSuffix(res, []byte("hello keep\n")) {
+	if err != nil || !bytes.Contains(res, []byte("stored 6f09f2b353b6d63069f770b90e2b112c+11+A")) || !bytes.Contains(res, []byte("hello keep\n")) ||
+		!bytes.Contains(res, []byte("keepproxy.example.yml")) {
 		t.Fatalf("the printed example failed: %v\n%s\n--- example:\n%s", err, res, example)
 	}
 	loc := strings.TrimSpace(strings.TrimPrefix(strings.Split(string(res), "\n")[0], "stored "))

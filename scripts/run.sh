@@ -51,9 +51,9 @@ cleanup() {
   echo
   echo "stopping keepgate..."
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  [ -s "$VAR/nginx/nginx.pid" ] && kill -QUIT "$(cat "$VAR/nginx/nginx.pid")" 2>/dev/null || true
   wait 2>/dev/null || true
   echo "stopped; data kept in $VAR"
+  exit 0
 }
 trap cleanup INT TERM EXIT
 
@@ -105,6 +105,7 @@ pids+=($!)
 wait_up "http://127.0.0.1:$PROXY_PORT/_health/ping" "$!" keepproxy
 URL=http://127.0.0.1:$PROXY_PORT
 CURLK=""
+KEEPINSECURE=""
 
 NGINX=$(command -v nginx 2>/dev/null || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; } || true)
 if [ -z "${NO_NGINX:-}" ] && [ -n "$NGINX" ]; then
@@ -138,6 +139,7 @@ EOT
   wait_up "https://127.0.0.1:$TLS_PORT/" "$!" nginx
   URL=https://127.0.0.1:$TLS_PORT
   CURLK="-k "
+  KEEPINSECURE="--insecure "
 fi
 
 cat <<EOT
@@ -161,6 +163,11 @@ HASH=\$(printf 'hello keep\n' | md5sum | cut -d' ' -f1)
 LOC=\$(printf 'hello keep\n' | curl -sS ${CURLK}-X PUT -H "Authorization: Bearer \$KEEP_TOKEN" --data-binary @- "\$KEEP_PROXY/\$HASH")
 echo "stored \$LOC"
 curl -sS ${CURLK}-H "Authorization: Bearer \$KEEP_TOKEN" "\$KEEP_PROXY/\$LOC"
+
+# Whole files and trees with the keep CLI (reads KEEP_PROXY and KEEP_TOKEN):
+M=\$($BIN/keep put -q ${KEEPINSECURE}$ROOT/README.md $ROOT/config)
+$BIN/keep ls ${KEEPINSECURE}"\$M"
+$BIN/keep get ${KEEPINSECURE}"\$M" "\$(mktemp -d)"
 
 EOT
 echo "READY" > "$VAR/ready"
