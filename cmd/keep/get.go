@@ -23,6 +23,15 @@ import (
 	"github.com/keepgate/keepgate/manifest"
 )
 
+// loadFiles loads the manifest named by src and returns its files.
+func (a *app) loadFiles(ctx context.Context, c *keepclient.Client, src string) ([]manifest.File, error) {
+	m, err := a.loadManifest(ctx, c, src)
+	if err != nil {
+		return nil, err
+	}
+	return m.Files()
+}
+
 // loadManifest reads SOURCE: "-" (stdin), an existing file holding
 // manifest text, or a block locator whose block is the manifest.
 func (a *app) loadManifest(ctx context.Context, c *keepclient.Client, src string) (*manifest.Manifest, error) {
@@ -132,11 +141,7 @@ func (a *app) cmdGet(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	m, err := a.loadManifest(ctx, client, flags.Arg(0))
-	if err != nil {
-		return err
-	}
-	files, err := m.Files()
+	files, err := a.loadFiles(ctx, client, flags.Arg(0))
 	if err != nil {
 		return err
 	}
@@ -435,11 +440,7 @@ func (a *app) cmdCat(ctx context.Context, args []string) error {
 		_, err = a.stdout.Write(b)
 		return err
 	}
-	m, err := a.loadManifest(ctx, client, flags.Arg(0))
-	if err != nil {
-		return err
-	}
-	files, err := m.Files()
+	files, err := a.loadFiles(ctx, client, flags.Arg(0))
 	if err != nil {
 		return err
 	}
@@ -520,11 +521,7 @@ func (a *app) cmdLs(ctx context.Context, args []string) error {
 			return err
 		}
 	}
-	m, err := a.loadManifest(ctx, client, flags.Arg(0))
-	if err != nil {
-		return err
-	}
-	files, err := m.Files()
+	files, err := a.loadFiles(ctx, client, flags.Arg(0))
 	if err != nil {
 		return err
 	}
