@@ -148,3 +148,30 @@ func mustRead(t *testing.T, p string) string {
 	}
 	return string(b)
 }
+
+// The shipped access log keeps a locator's expiry but never its signature
+// (a read capability), and drops the query string.
+func TestNginxAccessLogHasNoSignatures(t *testing.T) {
+	c := testenv.StartCluster(t, testenv.ClusterOptions{Stores: 1})
+	url, ngx := testenv.NginxFront(t, c.ProxyAddr)
+	data, h := volumetest.Block(5, 1000)
+	resp, loc, err := doReq(t, "PUT", url+"/"+h.String(), testenv.TokenRW, data, map[string]string{"X-Keep-Desired-Replicas": "1"})
+	if err != nil || resp.StatusCode != 200 || !strings.Contains(string(loc), "+A") {
+		t.Fatalf("PUT: %v %v %q", err, resp, loc)
+	}
+	sig := strings.SplitN(strings.SplitN(string(loc), "+A", 2)[1], "@", 2)[0]
+	if resp, _, err = doReq(t, "GET", url+"/"+string(loc)+"?api_token=secret-in-query", testenv.TokenRW, nil, nil); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET: %v %v", err, resp)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(ngx.Output(), "GET /"+h.String()) && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	out := ngx.Output()
+	if !strings.Contains(out, "GET /"+h.String()+"+1000+A…@") {
+		t.Fatalf("access log lacks the shortened locator:\n%s", out)
+	}
+	if strings.Contains(out, sig) || strings.Contains(out, "secret-in-query") {
+		t.Fatalf("access log holds a signature or the query string:\n%s", out)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -131,5 +132,32 @@ func TestRemoteAuth(t *testing.T) {
 	}
 	if calls.Load() != before {
 		t.Fatalf("cached token re-validated %d times", calls.Load()-before)
+	}
+}
+
+// The token file holds every API token: a mode that lets other users read
+// it is refused at start and on reload (the previous tokens stay), with a
+// message naming the file and the chmod to run.
+func TestTokenFileModeChecked(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tokens.yml")
+	if err := os.WriteFile(path, []byte("tokens:\n  - name: a\n    token: a-token-123\n    scopes: [read]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(path, 0o644)
+	_, err := LoadTokenFile(path, nil)
+	if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "chmod 600 "+path) {
+		t.Fatalf("mode 0644: %v", err)
+	}
+	os.Chmod(path, 0o640) // group-readable, like the other secret files, is allowed
+	tf, err := LoadTokenFile(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(path, 0o604)
+	if err := tf.Reload(); err == nil {
+		t.Fatal("reload of a world-readable token file succeeded")
+	}
+	if _, err := tf.Authenticate(context.Background(), "a-token-123"); err != nil {
+		t.Fatalf("previous tokens lost after a refused reload: %v", err)
 	}
 }

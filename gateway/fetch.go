@@ -102,7 +102,13 @@ func (b *Block) openFirst() error {
 			if err == nil {
 				return nil
 			}
-			if blockstore.Is(err, blockstore.KindCanceled) {
+			if blockstore.Is(err, blockstore.KindCanceled) || blockstore.Is(err, blockstore.KindBadRange) {
+				// A range outside the block is the client's mistake: every
+				// store would say the same, so answer 416 at once.
+				var re *RangeError
+				if blockstore.Is(err, blockstore.KindBadRange) && !errors.As(err, &re) && b.req.Locator.HasSize() {
+					return unsatisfiable(b.req.Locator.Size) // a store's own 416
+				}
 				return err
 			}
 			switch {
@@ -151,7 +157,7 @@ func (b *Block) openAt(i int) error {
 	}
 	resp, err := b.g.up.get(b.ctx, svc, b.upstreamLocator(), b.method(), b.req.Token, b.reqID, off)
 	if err != nil {
-		if !blockstore.Is(err, blockstore.KindCanceled) && statusOfUpstream(err) != http.StatusNotFound {
+		if k := blockstore.KindOf(err); k != blockstore.KindCanceled && k != blockstore.KindNotFound && k != blockstore.KindBadRange {
 			b.g.metrics.upstreamFailures.WithLabelValues(svc.UUID, b.method()).Inc()
 		}
 		b.lastErr = err
@@ -192,7 +198,7 @@ func (b *Block) openAt(i int) error {
 			}
 			if r.From >= size || to < r.From {
 				resp.Body.Close()
-				return blockstore.Errorf(blockstore.KindBadRange, "requested range not satisfiable: block is %d bytes", size)
+				return unsatisfiable(size)
 			}
 			b.Offset, b.Length, b.Partial = r.From, to-r.From+1, true
 		}
@@ -345,4 +351,15 @@ func errString(err error) string {
 func isChecksumError(err error) bool {
 	var se *upstreamStatusError
 	return errors.As(err, &se) && se.status == http.StatusBadGateway && strings.Contains(se.msg, "checksum mismatch")
+}
+
+// RangeError is the cause of a KindBadRange answer: a Range outside a block
+// of Size bytes. The handler turns it into "Content-Range: bytes */Size".
+type RangeError struct{ Size int64 }
+
+func (e *RangeError) Error() string { return "block is " + strconv.FormatInt(e.Size, 10) + " bytes" }
+
+func unsatisfiable(size int64) error {
+	return &blockstore.Error{Op: "gateway.Open", Kind: blockstore.KindBadRange,
+		Msg: "requested range not satisfiable: the block is " + strconv.FormatInt(size, 10) + " bytes", Err: &RangeError{Size: size}}
 }

@@ -32,6 +32,13 @@ type Options struct {
 	DefaultReplicas int           // when the client sends no X-Keep-Desired-Replicas (default 2)
 	Auth            Authenticator // required
 	StoreAdminToken string        // sent to stores for /index (admin callers only); empty: forward the caller's token
+	// StoreWriteToken, if set, is sent to the stores on PUT instead of the
+	// caller's token (keepstores with write_token_file accept writes only
+	// with it). The stores then sign for it, so the gateway re-signs the
+	// locator for the caller with BlobSigningKey (required with it).
+	StoreWriteToken string
+	BlobSigningKey  []byte
+	SignatureTTL    time.Duration // of the locators the gateway signs (default 336h, as keepstore)
 	Window          int64         // Tee window per PUT (default 4 MiB)
 	MemoryBudget    int64         // all buffers together (default 256 MiB)
 	BudgetWait      time.Duration // how long a request waits for budget (default 2s)
@@ -66,6 +73,7 @@ type Gateway struct {
 	auth         Authenticator
 	up           *upstream
 	budget       *Budget
+	signer       *blockstore.Signer // nil: locators are the stores' own
 	window       int64
 	upstreamIdle time.Duration
 	log          *slog.Logger
@@ -95,6 +103,12 @@ func New(opt Options) (*Gateway, error) {
 	if opt.UpstreamIdle <= 0 {
 		opt.UpstreamIdle = 60 * time.Second
 	}
+	if opt.StoreWriteToken != "" && len(opt.BlobSigningKey) == 0 {
+		return nil, blockstore.Errorf(blockstore.KindInternal, "gateway: a store write token needs the blob signing key, to sign locators for the caller")
+	}
+	if opt.SignatureTTL <= 0 {
+		opt.SignatureTTL = 336 * time.Hour
+	}
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -102,6 +116,9 @@ func New(opt Options) (*Gateway, error) {
 		opt.Registry = prometheus.NewRegistry()
 	}
 	g := &Gateway{opt: opt, auth: opt.Auth, up: newUpstream(opt.Transport), window: opt.Window, upstreamIdle: opt.UpstreamIdle, log: opt.Logger}
+	if len(opt.BlobSigningKey) > 0 {
+		g.signer = &blockstore.Signer{Key: opt.BlobSigningKey, TTL: opt.SignatureTTL}
+	}
 	g.metrics = newMetrics(opt.Registry)
 	g.budget = NewBudget(opt.MemoryBudget, opt.BudgetWait, g.metrics.budgetInUse)
 	g.rendezvous = NewRendezvousRouter(opt.Services)

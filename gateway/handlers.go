@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/md5"
 	"crypto/subtle"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -145,7 +146,13 @@ func (g *Gateway) handleGet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req.Host = r.Host
-	if req.Locator.Hash == blockstore.EmptyHash && req.Range == nil {
+	if req.Locator.Hash == blockstore.EmptyHash {
+		// The empty block needs no store. Every range of it is
+		// unsatisfiable except "bytes=0-", which is the whole (empty) block.
+		if req.Range != nil && (req.Range.From != 0 || req.Range.To >= 0) {
+			writeGetError(w, unsatisfiable(0))
+			return
+		}
 		w.Header().Set("Content-Length", "0")
 		w.WriteHeader(http.StatusOK)
 		return
@@ -155,7 +162,7 @@ func (g *Gateway) handleGet(w http.ResponseWriter, r *http.Request) {
 	blk, err := g.Open(r.Context(), req)
 	if err != nil {
 		g.record(r, op, req.Identity, req.Locator.Hash, 0, 0, blockstore.StatusOf(err), t0)
-		httpserver.WriteError(w, err)
+		writeGetError(w, err)
 		return
 	}
 	defer blk.Close()
@@ -164,6 +171,16 @@ func (g *Gateway) handleGet(w http.ResponseWriter, r *http.Request) {
 	if status != http.StatusOK && status != http.StatusPartialContent {
 		panic(http.ErrAbortHandler) // make sure the client sees a broken response, never a clean one
 	}
+}
+
+// writeGetError answers a failed GET; a 416 names the block's size in
+// "Content-Range: bytes */SIZE" (RFC 9110 §15.5.17).
+func writeGetError(w http.ResponseWriter, err error) {
+	var re *RangeError
+	if errors.As(err, &re) {
+		w.Header().Set("Content-Range", fmt.Sprintf("bytes */%d", re.Size))
+	}
+	httpserver.WriteError(w, err)
 }
 
 func (g *Gateway) parseGet(r *http.Request) (GetRequest, error) {
@@ -265,7 +282,9 @@ func (g *Gateway) parsePut(r *http.Request) (PutRequest, error) {
 	}
 	req := PutRequest{Size: r.ContentLength, Replicas: g.opt.DefaultReplicas, Classes: httpserver.ParseClasses(r.Header.Get("X-Keep-Storage-Classes"))}
 	if v := r.Header.Get("X-Keep-Desired-Replicas"); v != "" {
-		if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n >= 0 {
+		// 0, negative or garbage means "the default": a PUT is never
+		// answered 200 for a block that was not stored.
+		if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n > 0 {
 			req.Replicas = n
 		}
 	}

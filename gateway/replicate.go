@@ -42,7 +42,7 @@ func (g *Gateway) Put(ctx context.Context, req PutRequest) (PutResult, error) {
 		return res, blockstore.E("gateway.Put", blockstore.KindTooLarge)
 	}
 	if req.Replicas <= 0 {
-		return res, nil
+		return res, blockstore.Errorf(blockstore.KindBadRequest, "desired replicas must be at least 1")
 	}
 	stores := g.router.Route(ctx, RouteRequest{Hash: req.Hash, Write: true, Host: req.Host, Identity: req.Identity})
 	if len(stores) == 0 {
@@ -56,7 +56,10 @@ func (g *Gateway) Put(ctx context.Context, req PutRequest) (PutResult, error) {
 
 	tee := NewTee(req.Hash, req.Size, g.window, g.opt.VerifyPuts)
 	defer tee.Release()
-	w := &putRun{g: g, req: req, tee: tee, stores: stores, reqID: httpserver.RequestIDFrom(ctx)}
+	w := &putRun{g: g, req: req, tee: tee, stores: stores, reqID: httpserver.RequestIDFrom(ctx), storeToken: req.Token}
+	if g.opt.StoreWriteToken != "" {
+		w.storeToken = g.opt.StoreWriteToken
+	}
 	slots := req.Replicas
 	if slots > len(stores) {
 		slots = len(stores)
@@ -80,7 +83,7 @@ func (g *Gateway) Put(ctx context.Context, req PutRequest) (PutResult, error) {
 	if w.replicas < req.Replicas && len(w.done) > 0 {
 		w.makeUp(ctx)
 	}
-	res.Locator, res.Replicas = w.locator, w.replicas
+	res.Locator, res.Replicas = g.signFor(w.locator, req), w.replicas
 	for k, v := range w.classes {
 		res.Classes[k] = v
 	}
@@ -106,6 +109,9 @@ type putRun struct {
 	tee    *Tee
 	stores []Service
 	reqID  string
+	// storeToken is sent to the stores (the caller's token, or the
+	// gateway's store write token); the stores' locators are signed for it.
+	storeToken string
 
 	mu       sync.Mutex
 	next     int
@@ -177,7 +183,7 @@ func (w *putRun) putOne(ctx context.Context, svc Service, body io.Reader, size i
 			}
 		}()
 	}
-	return w.g.up.put(cctx, svc, w.req.Hash, size, body, putHeaders{token: w.req.Token, replicas: w.req.Replicas, classes: w.req.Classes, requestID: w.reqID})
+	return w.g.up.put(cctx, svc, w.req.Hash, size, body, putHeaders{token: w.storeToken, replicas: w.req.Replicas, classes: w.req.Classes, requestID: w.reqID})
 }
 
 func (w *putRun) record(svc Service, rep putReply) {
@@ -224,7 +230,7 @@ func (w *putRun) makeUp(ctx context.Context) {
 		if loc == "" {
 			loc = fmt.Sprintf("%s+%d", w.req.Hash, w.req.Size)
 		}
-		resp, err := w.g.up.get(ctx, src, loc, "GET", w.req.Token, w.reqID, 0)
+		resp, err := w.g.up.get(ctx, src, loc, "GET", w.storeToken, w.reqID, 0)
 		if err != nil {
 			w.fail(src, err, 0)
 			return
@@ -239,4 +245,18 @@ func (w *putRun) makeUp(ctx context.Context) {
 		w.g.log.Info("replica made up by store-to-store copy", "request_id", w.reqID, "block", w.req.Hash.String(), "from", src.UUID, "to", dst.UUID)
 		w.record(dst, rep)
 	}
+}
+
+// signFor returns the locator to give the caller: the stores' own when the
+// gateway has no signing key, else signed by the gateway for the caller's
+// token (the stores signed it for the token the gateway sent them).
+func (g *Gateway) signFor(storeLoc string, req PutRequest) string {
+	if g.signer == nil {
+		return storeLoc
+	}
+	loc, err := blockstore.ParseLocator(storeLoc)
+	if err != nil || loc.Hash != req.Hash {
+		loc = blockstore.Locator{Hash: req.Hash, Size: req.Size}
+	}
+	return g.signer.Sign(loc, req.Token).String()
 }

@@ -4,12 +4,15 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"sync"
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/keepgate/keepgate/internal/config"
 )
 
 // TokenFile is an Authenticator backed by a YAML file:
@@ -64,7 +67,20 @@ func (tf *TokenFile) Reload() error {
 	if err != nil {
 		return fmt.Errorf("token file: %w", err)
 	}
-	data, err := os.ReadFile(tf.path)
+	f, err := os.Open(tf.path)
+	if err != nil {
+		return fmt.Errorf("token file: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("token file: %w", err)
+	}
+	// The file holds every API token: the same rule as every secret file.
+	if err := config.CheckSecretMode(tf.path, fi); err != nil {
+		return fmt.Errorf("token file: %w", err)
+	}
+	data, err := io.ReadAll(f)
 	if err != nil {
 		return fmt.Errorf("token file: %w", err)
 	}

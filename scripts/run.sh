@@ -117,7 +117,7 @@ if [ -z "${NO_NGINX:-}" ] && [ -n "$NGINX" ]; then
     chmod 600 "$VAR/tls/key.pem"
   fi
   SERVER_NAME=localhost LISTEN=127.0.0.1:$TLS_PORT UPSTREAM=127.0.0.1:$PROXY_PORT \
-    SSL_CERT=$VAR/tls/cert.pem SSL_KEY=$VAR/tls/key.pem deploy/nginx/render.sh > "$VAR/nginx/keepproxy.conf"
+    SSL_CERT=$VAR/tls/cert.pem SSL_KEY=$VAR/tls/key.pem ACCESS_LOG=$VAR/nginx/logs/keepproxy.access.log deploy/nginx/render.sh > "$VAR/nginx/keepproxy.conf"
   cat > "$VAR/nginx/nginx.conf" <<EOT
 worker_processes auto;
 pid $VAR/nginx/nginx.pid;

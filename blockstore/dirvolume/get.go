@@ -39,6 +39,10 @@ func (v *Volume) find(op string, h blockstore.Hash) (located, error) {
 	switch {
 	case err == nil && fi.Mode().IsRegular():
 		return located{name: fileName{hash: hash, size: -1}, path: raw, info: fi}, nil
+	case err == nil:
+		// A symlink, directory or device under a block's name is a damaged
+		// copy, never followed and never "not found".
+		return located{}, blockstore.E(op, blockstore.KindCorrupt, fmt.Sprintf("checksum mismatch in stored data: %s is not a regular file (%s)", v.abs(raw), fi.Mode().Type()))
 	case err != nil && !isNotExist(err):
 		return located{}, blockstore.E(op, "cannot look up the block file", err)
 	case !v.zstSeen.Load():

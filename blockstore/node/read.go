@@ -126,7 +126,9 @@ func (n *Node) stat(ctx context.Context, loc blockstore.Locator) (blockstore.Blo
 		case err != nil:
 			lastErr = err
 		case loc.HasSize() && info.Size != loc.Size:
-			n.logFor(ctx).Warn("stored copy has the wrong size", "mount", m.UUID, "hash", loc.Hash.String(), "size", info.Size, "want", loc.Size)
+			if err := n.wrongSize(ctx, m, loc.Hash, info.Size, loc.Size); !blockstore.Is(err, blockstore.KindNotFound) {
+				lastErr = err
+			}
 		default:
 			return info, nil
 		}
@@ -148,15 +150,23 @@ func (r *Reader) openNext() error {
 		switch {
 		case blockstore.Is(err, blockstore.KindNotFound):
 			continue
+		case blockstore.Is(err, blockstore.KindCorrupt):
+			r.n.countDamaged(r.ctx, m, r.h, err)
+			r.lastErr = err
+			continue
 		case err != nil && !blockstore.Is(err, blockstore.KindBadRange):
 			log.Warn("volume read failed", "mount", m.UUID, "hash", r.h.String(), "error", err.Error())
 			r.lastErr = err
 			continue
 		case err != nil || info.Size != r.Size:
+			// Truncated or extended: a damaged copy (a range past its end
+			// is one too, since the locator says the block is longer).
 			if rc != nil {
 				rc.Close()
 			}
-			log.Warn("stored copy has the wrong size", "mount", m.UUID, "hash", r.h.String(), "size", info.Size, "want", r.Size)
+			if err := r.n.wrongSize(r.ctx, m, r.h, info.Size, r.Size); !blockstore.Is(err, blockstore.KindNotFound) {
+				r.lastErr = err
+			}
 			continue
 		}
 		verified := false
@@ -308,11 +318,35 @@ func (r *Reader) WriteTo(w io.Writer) (int64, error) {
 	return written, nil
 }
 
+// wrongSize handles a copy whose size differs from the locator's hint. If
+// the copy still hashes to the block's name, the hint was wrong: not found
+// (there is no block of that size). Otherwise the copy is damaged
+// (truncated or extended), like a copy that fails its checksum: counted,
+// remembered, logged with the mount, and KindCorrupt when no good copy
+// exists. Only this rare path reads the copy.
+func (n *Node) wrongSize(ctx context.Context, m *mount, h blockstore.Hash, size, want int64) error {
+	if rc, _, err := m.vol.Get(ctx, h, 0, -1); err == nil {
+		_, err = io.Copy(io.Discard, blockstore.NewVerifyingReader(rc, h, size))
+		rc.Close()
+		if err == nil {
+			return notFound(h)
+		}
+	}
+	err := blockstore.Errorf(blockstore.KindCorrupt, "checksum mismatch in stored data: the stored copy is %d bytes, the block %d", size, want)
+	n.countDamaged(ctx, m, h, err)
+	return err
+}
+
+// countDamaged counts, remembers and logs one damaged copy on mount m.
+func (n *Node) countDamaged(ctx context.Context, m *mount, h blockstore.Hash, err error) {
+	n.metrics.corrupt.WithLabelValues(m.UUID).Inc()
+	n.bad.add(m.UUID, h)
+	n.logFor(ctx).Error("corrupt block: damaged copy (its data is not the block)", "mount", m.UUID, "hash", h.String(), "error", err.Error())
+}
+
 func (r *Reader) reportCorrupt(err error) {
 	for _, m := range r.used {
-		r.n.metrics.corrupt.WithLabelValues(m.UUID).Inc()
-		r.n.bad.add(m.UUID, r.h)
-		r.n.logFor(r.ctx).Error("corrupt block: stored data does not hash to its name", "mount", m.UUID, "hash", r.h.String(), "error", err.Error())
+		r.n.countDamaged(r.ctx, m, r.h, err)
 	}
 }
 

@@ -493,7 +493,7 @@ func startNginx(work, upstream string, start starter) string {
 	}
 	addr := freeAddr()
 	render := exec.Command("sh", "deploy/nginx/render.sh")
-	render.Env = append(os.Environ(), "SERVER_NAME=localhost", "LISTEN="+addr, "UPSTREAM="+upstream, "SSL_CERT="+cert, "SSL_KEY="+key)
+	render.Env = append(os.Environ(), "SERVER_NAME=localhost", "LISTEN="+addr, "UPSTREAM="+upstream, "SSL_CERT="+cert, "SSL_KEY="+key, "ACCESS_LOG=/dev/null")
 	site, err := render.Output()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "deploy/nginx/render.sh failed (%v): skipping the nginx rows\n", err)

@@ -124,7 +124,7 @@ func run() error {
 	for _, s := range cfg.Stores {
 		uuid := s.UUID
 		if uuid == "" {
-			uuid = gateway.SyntheticUUID(cfg.ClusterID, s.URL)
+			uuid = gateway.SyntheticUUID(cfg.ClusterID, s.AsWritten)
 		}
 		opt.Services = append(opt.Services, gateway.Service{UUID: uuid, URL: s.URL, ReadOnly: s.ReadOnly})
 	}

@@ -73,8 +73,12 @@ type Keepproxy struct {
 // ProxyStore is one keepstore.
 type ProxyStore struct {
 	URL      string `mapstructure:"url"`
-	UUID     string `mapstructure:"uuid"` // optional; default <cluster>-bi6l4-<md5(url)[:15]>
+	UUID     string `mapstructure:"uuid"` // optional; default <cluster>-bi6l4-<md5(url as written)[:15]>
 	ReadOnly bool   `mapstructure:"read_only"`
+	// AsWritten is url exactly as configured (URL has trailing slashes
+	// removed). The synthetic UUID hashes it, as Arvados hashes its
+	// InternalURLs keys, so both agree on the probe order.
+	AsWritten string `mapstructure:"-"`
 }
 
 // ProxyAPI is the Arvados-compatible API server.
@@ -167,6 +171,7 @@ func (c *Keepproxy) Validate() error {
 			bad("stores[%d].url %q: must be an http:// or https:// URL", i, s.URL)
 			continue
 		}
+		s.AsWritten = s.URL
 		s.URL = strings.TrimRight(s.URL, "/")
 		if seen[s.URL] {
 			bad("stores[%d].url %q: listed twice", i, s.URL)

@@ -288,11 +288,8 @@ func ReadSecretFile(path string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("secret file: %w", err)
 	}
-	if !fi.Mode().IsRegular() {
-		return "", fmt.Errorf("secret file %s: not a regular file", path)
-	}
-	if perm := fi.Mode().Perm(); perm&0o007 != 0 {
-		return "", fmt.Errorf("secret file %s: mode %04o lets other users read or write it; run chmod 600 %s", path, perm, path)
+	if err := CheckSecretMode(path, fi); err != nil {
+		return "", err
 	}
 	b, err := io.ReadAll(io.LimitReader(f, 64<<10+1))
 	if err != nil {

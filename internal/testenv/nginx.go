@@ -33,7 +33,7 @@ func NginxFront(t testing.TB, upstreams ...string) (string, *Proc) {
 	}
 	addr := FreeAddr(t)
 	render := exec.Command("sh", filepath.Join(RepoRoot(), "deploy/nginx/render.sh"))
-	render.Env = append(os.Environ(), "SERVER_NAME=localhost", "LISTEN="+addr, "UPSTREAM="+upstreams[0], "SSL_CERT="+cert, "SSL_KEY="+key)
+	render.Env = append(os.Environ(), "SERVER_NAME=localhost", "LISTEN="+addr, "UPSTREAM="+upstreams[0], "SSL_CERT="+cert, "SSL_KEY="+key, "ACCESS_LOG=/dev/stdout")
 	site, err := render.Output()
 	if err != nil {
 		t.Fatalf("render.sh: %v", err)
