@@ -42,6 +42,19 @@ type Options struct {
 	Window          int64         // Tee window per PUT (default 4 MiB)
 	MemoryBudget    int64         // all buffers together (default 256 MiB)
 	BudgetWait      time.Duration // how long a request waits for budget (default 2s)
+	// ClientShare is the most of MemoryBudget one principal's requests may
+	// hold together (default a quarter of it).
+	ClientShare int64
+	// StoreSlots caps the GET/HEAD requests in flight toward the stores
+	// (default 256); ClientStoreSlots is one principal's share (default a
+	// quarter), so clients that never read their bodies cannot take them all.
+	StoreSlots, ClientStoreSlots int
+	// MinBodyRate: after BodyGrace, an upload averaging fewer bytes per
+	// second than this is cut off with 408 (default 16 KiB/s after 30s;
+	// a 64 MiB block then has over an hour). It frees what a dripping
+	// client holds; the share is what protects everyone else meanwhile.
+	MinBodyRate int64
+	BodyGrace   time.Duration
 	BodyIdleTimeout time.Duration // a client body stalled this long is cut off (default 60s)
 	UpstreamIdle    time.Duration // a store that stops reading this long is dropped (default 60s)
 	// VerifyPuts makes the gateway hash PUT bodies itself and withhold the
@@ -72,7 +85,8 @@ type Gateway struct {
 	accountant   Accountant
 	auth         Authenticator
 	up           *upstream
-	budget       *Budget
+	budget       *Budget // bytes of buffer memory
+	slots        *Budget // GET/HEAD requests in flight toward the stores
 	signer       *blockstore.Signer // nil: locators are the stores' own
 	window       int64
 	upstreamIdle time.Duration
@@ -97,6 +111,21 @@ func New(opt Options) (*Gateway, error) {
 	if opt.BudgetWait <= 0 {
 		opt.BudgetWait = 2 * time.Second
 	}
+	if opt.ClientShare <= 0 {
+		opt.ClientShare = opt.MemoryBudget / 4
+	}
+	if opt.StoreSlots <= 0 {
+		opt.StoreSlots = 256
+	}
+	if opt.ClientStoreSlots <= 0 {
+		opt.ClientStoreSlots = max(1, opt.StoreSlots/4)
+	}
+	if opt.MinBodyRate <= 0 {
+		opt.MinBodyRate = 16 << 10
+	}
+	if opt.BodyGrace <= 0 {
+		opt.BodyGrace = 30 * time.Second
+	}
 	if opt.BodyIdleTimeout <= 0 {
 		opt.BodyIdleTimeout = 60 * time.Second
 	}
@@ -120,7 +149,9 @@ func New(opt Options) (*Gateway, error) {
 		g.signer = &blockstore.Signer{Key: opt.BlobSigningKey, TTL: opt.SignatureTTL}
 	}
 	g.metrics = newMetrics(opt.Registry)
-	g.budget = NewBudget(opt.MemoryBudget, opt.BudgetWait, g.metrics.budgetInUse)
+	g.budget = NewBudget(opt.MemoryBudget, opt.BudgetWait, g.metrics.budgetInUse).SetShare(opt.ClientShare)
+	g.slots = NewBudget(int64(opt.StoreSlots), opt.BudgetWait, g.metrics.slotsInUse).SetShare(int64(opt.ClientStoreSlots))
+	g.slots.what = "store request slots"
 	g.rendezvous = NewRendezvousRouter(opt.Services)
 	g.router = opt.Router
 	if g.router == nil {
@@ -151,6 +182,7 @@ type metrics struct {
 	upstreamFailures *prometheus.CounterVec
 	shortfalls       prometheus.Counter
 	budgetInUse      prometheus.Gauge
+	slotsInUse       prometheus.Gauge
 	corrupt          prometheus.Counter
 	authLookups      prometheus.Counter
 	blocksPut        prometheus.Counter
@@ -167,10 +199,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			[]string{"store", "method"}),
 		shortfalls:  prometheus.NewCounter(prometheus.CounterOpts{Namespace: "keepproxy", Name: "replica_shortfalls_total", Help: "PUTs that stored fewer replicas than asked for."}),
 		budgetInUse: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "keepproxy", Name: "buffer_budget_in_use_bytes", Help: "Bytes of the memory budget held by requests."}),
+		slotsInUse:  prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "keepproxy", Name: "store_slots_in_use", Help: "GET/HEAD requests in flight toward the stores."}),
 		corrupt:     prometheus.NewCounter(prometheus.CounterOpts{Namespace: "keepproxy", Name: "corrupt_reads_total", Help: "Block reads whose bytes did not match the hash."}),
 		authLookups: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "keepproxy", Name: "auth_lookups_total", Help: "Token look-ups that missed the cache."}),
 		blocksPut:   prometheus.NewCounter(prometheus.CounterOpts{Namespace: "keepproxy", Name: "blocks_stored_total", Help: "Blocks stored through this proxy (PUT or POST answered 200)."}),
 	}
-	reg.MustRegister(m.requests, m.bytesIn, m.bytesOut, m.upstreamAttempts, m.upstreamFailures, m.shortfalls, m.budgetInUse, m.corrupt, m.authLookups, m.blocksPut)
+	reg.MustRegister(m.requests, m.bytesIn, m.bytesOut, m.upstreamAttempts, m.upstreamFailures, m.shortfalls, m.budgetInUse, m.slotsInUse, m.corrupt, m.authLookups, m.blocksPut)
 	return m
 }

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/md5"
 	"crypto/subtle"
 	"errors"
 	"fmt"
@@ -33,7 +32,10 @@ const (
 	corsMaxAge        = "86486400"
 )
 
-var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
+// copyBufSize is the GET copy buffer, paid from the memory budget.
+const copyBufSize = 256 << 10
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
 
 // Handler returns the HTTP handler: request ids, real client address,
 // access log, metrics, CORS, then the routes.
@@ -159,6 +161,13 @@ func (g *Gateway) handleGet(w http.ResponseWriter, r *http.Request) {
 	}
 	t0 := time.Now()
 	op := strings.ToLower(r.Method)
+	release, err := g.admitRead(r.Context(), req.Identity, head)
+	if err != nil {
+		g.record(r, op, req.Identity, req.Locator.Hash, 0, 0, blockstore.StatusOf(err), t0)
+		httpserver.WriteError(w, err)
+		return
+	}
+	defer release()
 	blk, err := g.Open(r.Context(), req)
 	if err != nil {
 		g.record(r, op, req.Identity, req.Locator.Hash, 0, 0, blockstore.StatusOf(err), t0)
@@ -222,9 +231,11 @@ func (g *Gateway) writeBlock(w http.ResponseWriter, r *http.Request, blk *Block,
 	}
 	buf := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(buf)
-	// writerOnly hides the ResponseWriter's ReadFrom, which would copy in
-	// 32 KiB pieces instead of our 256 KiB buffer.
-	n, err := io.CopyBuffer(writerOnly{w}, blk, *buf)
+	// progressWriter also hides the ResponseWriter's ReadFrom, which would
+	// copy in 32 KiB pieces instead of our 256 KiB buffer.
+	pw := newProgressWriter(w, g.opt.BodyIdleTimeout)
+	n, err := io.CopyBuffer(pw, blk, *buf)
+	pw.clear()
 	g.metrics.bytesOut.Add(float64(n))
 	if err != nil {
 		if k := blockstore.KindOf(err); k == blockstore.KindHashMismatch || k == blockstore.KindCorrupt {
@@ -256,7 +267,7 @@ func (g *Gateway) handlePut(w http.ResponseWriter, r *http.Request) {
 	}
 	t0 := time.Now()
 	body := httpserver.ProgressBody(w, r, g.opt.BodyIdleTimeout)
-	req.Body = body
+	req.Body = newMinRateReader(body, g.opt.MinBodyRate, g.opt.BodyGrace)
 	res, err := g.Put(r.Context(), req)
 	g.metrics.bytesIn.Add(float64(body.N))
 	g.writePutResult(w, req, res, err)
@@ -342,27 +353,22 @@ func (g *Gateway) handlePost(w http.ResponseWriter, r *http.Request) {
 	if err == nil && req.Size > blockstore.MaxBlockSize {
 		err = blockstore.E("POST", blockstore.KindTooLarge)
 	}
+	var pb *postBody
 	if err == nil {
-		err = g.budget.Acquire(r.Context(), req.Size)
+		body := httpserver.ProgressBody(w, r, g.opt.BodyIdleTimeout)
+		pb, err = g.readPost(r.Context(), req.Identity, newMinRateReader(body, g.opt.MinBodyRate, g.opt.BodyGrace), req.Size)
 	}
 	if err != nil {
 		httpserver.WriteError(w, err)
 		return
 	}
-	defer g.budget.Release(req.Size)
-	buf := make([]byte, req.Size)
-	body := httpserver.ProgressBody(w, r, g.opt.BodyIdleTimeout)
-	if _, err := io.ReadFull(body, buf); err != nil {
-		httpserver.WriteError(w, blockstore.E("POST", blockstore.KindLengthMismatch, "request body shorter than Content-Length", err))
-		return
-	}
-	g.metrics.bytesIn.Add(float64(len(buf)))
-	req.Hash = blockstore.Hash(md5.Sum(buf))
-	req.Body = bytes.NewReader(buf)
+	defer pb.release()
+	g.metrics.bytesIn.Add(float64(req.Size))
+	req.Hash, req.Body = pb.hash, pb.reader()
 	t0 := time.Now()
 	res, err := g.Put(r.Context(), req)
 	g.writePutResult(w, req, res, err)
-	g.record(r, "post", req.Identity, req.Hash, int64(len(buf)), res.Replicas, statusOrOK(err), t0)
+	g.record(r, "post", req.Identity, req.Hash, req.Size, res.Replicas, statusOrOK(err), t0)
 }
 
 // handleIndex merges the stores' indexes (admin scope). Each store's
@@ -495,4 +501,3 @@ func parseRange(v string) (*ByteRange, error) {
 	return &ByteRange{From: from, To: to}, nil
 }
 
-type writerOnly struct{ io.Writer }

@@ -49,10 +49,11 @@ func (g *Gateway) Put(ctx context.Context, req PutRequest) (PutResult, error) {
 		return res, blockstore.Errorf(blockstore.KindUnavailable, "no writable keep stores are configured")
 	}
 	need := g.window + teeChunk
-	if err := g.budget.Acquire(ctx, need); err != nil {
+	who := principalKey(req.Identity)
+	if err := g.budget.Acquire(ctx, who, need); err != nil {
 		return res, err
 	}
-	defer g.budget.Release(need)
+	defer g.budget.Release(who, need)
 
 	tee := NewTee(req.Hash, req.Size, g.window, g.opt.VerifyPuts)
 	defer tee.Release()
