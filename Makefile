@@ -36,6 +36,8 @@ bench: build
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	@# The Keep protocol's header names live in blockstore/keepwire only.
+	@out=$$(git grep -n '"X-Keep-' -- '*.go' ':!*_test.go' ':!blockstore/keepwire/*'); if [ -n "$$out" ]; then echo "X-Keep-* literal outside blockstore/keepwire (use its constants):"; echo "$$out"; exit 1; fi
 
 fuzz:
 	$(GO) test -run XXX -fuzz FuzzParseLocator -fuzztime 60s ./blockstore

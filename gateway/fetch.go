@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/keepgate/keepgate/blockstore"
+	"github.com/keepgate/keepgate/blockstore/keepwire"
 	"github.com/keepgate/keepgate/internal/httpserver"
 )
 
@@ -25,8 +26,8 @@ type GetRequest struct {
 	Range *ByteRange
 }
 
-// ByteRange is an inclusive byte range [From, To] (To < 0: to the end).
-type ByteRange struct{ From, To int64 }
+// ByteRange is an inclusive byte range (keepwire's).
+type ByteRange = keepwire.ByteRange
 
 // Block is an open block being read from the stores. Size is the full
 // block size; Offset/Length describe the part Read returns. Read fails over
@@ -49,15 +50,11 @@ type Block struct {
 	tried   map[int]bool
 	reader  io.Reader // verifying wrapper (or r itself)
 	lastErr error
-	// trusted: the stores vouch for the bytes (VerifiedHeader), so the
+	// trusted: the stores vouch for the bytes (keepwire.DataVerified), so the
 	// gateway does not hash them; failover then re-reads the whole block
 	// from another vouching store and skips what was already sent.
 	trusted bool
 }
-
-// VerifiedHeader is keepstore's promise that a whole-block GET body was
-// MD5-checked before its first byte (see blockstore/node).
-const VerifiedHeader = "X-Keep-Data-Verified"
 
 // Open finds the block on the stores in probe order: 404 only when every
 // store answered 404; 502 when temporary failures remain after retries;
@@ -178,7 +175,7 @@ func (b *Block) openAt(i int) error {
 	if resp.StatusCode == http.StatusOK && off > 0 {
 		skip = off // the store ignored Range: discard what we already have
 	}
-	vouched := resp.StatusCode == http.StatusOK && resp.Header.Get(VerifiedHeader) == "md5"
+	vouched := resp.StatusCode == http.StatusOK && resp.Header.Get(keepwire.DataVerified) == "md5"
 	if first {
 		b.trusted = vouched && !b.req.Head && b.req.Range == nil && b.req.Locator.HasSize()
 	} else if b.trusted {

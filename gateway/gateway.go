@@ -53,8 +53,8 @@ type Options struct {
 	// second than this is cut off with 408 (default 16 KiB/s after 30s;
 	// a 64 MiB block then has over an hour). It frees what a dripping
 	// client holds; the share is what protects everyone else meanwhile.
-	MinBodyRate int64
-	BodyGrace   time.Duration
+	MinBodyRate     int64
+	BodyGrace       time.Duration
 	BodyIdleTimeout time.Duration // a client body stalled this long is cut off (default 60s)
 	UpstreamIdle    time.Duration // a store that stops reading this long is dropped (default 60s)
 	// VerifyPuts makes the gateway hash PUT bodies itself and withhold the
@@ -85,8 +85,8 @@ type Gateway struct {
 	accountant   Accountant
 	auth         Authenticator
 	up           *upstream
-	budget       *Budget // bytes of buffer memory
-	slots        *Budget // GET/HEAD requests in flight toward the stores
+	budget       *Budget            // bytes of buffer memory
+	slots        *Budget            // GET/HEAD requests in flight toward the stores
 	signer       *blockstore.Signer // nil: locators are the stores' own
 	window       int64
 	upstreamIdle time.Duration

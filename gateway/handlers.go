@@ -21,15 +21,8 @@ import (
 	"github.com/rs/cors"
 
 	"github.com/keepgate/keepgate/blockstore"
+	"github.com/keepgate/keepgate/blockstore/keepwire"
 	"github.com/keepgate/keepgate/internal/httpserver"
-)
-
-// CORS header values of KEEP-PROTOCOL §7, byte for byte.
-const (
-	corsAllowMethods  = "GET, HEAD, PUT, OPTIONS, POST"
-	corsAllowHeaders  = "Authorization, Content-Length, Content-Type, X-Keep-Desired-Replicas, X-Keep-Signature, X-Keep-Storage-Classes"
-	corsExposeHeaders = "X-Keep-Locator, X-Keep-Replicas-Stored, X-Keep-Storage-Classes-Confirmed"
-	corsMaxAge        = "86486400"
 )
 
 // copyBufSize is the GET copy buffer, paid from the memory budget.
@@ -64,10 +57,10 @@ func (g *Gateway) Handler() http.Handler {
 
 	c := cors.New(cors.Options{
 		AllowedOrigins:     []string{"*"},
-		AllowedMethods:     strings.Split(corsAllowMethods, ", "),
-		AllowedHeaders:     strings.Split(corsAllowHeaders, ", "),
-		ExposedHeaders:     strings.Split(corsExposeHeaders, ", "),
-		MaxAge:             86486400,
+		AllowedMethods:     strings.Split(keepwire.CORSAllowMethods, ", "),
+		AllowedHeaders:     strings.Split(keepwire.CORSAllowHeaders, ", "),
+		ExposedHeaders:     strings.Split(keepwire.CORSExposeHeaders, ", "),
+		MaxAge:             keepwire.CORSMaxAgeSeconds,
 		OptionsPassthrough: true, // our OPTIONS handler answers with the exact §7 values
 	})
 	var h http.Handler = c.Handler(staticCORS(r))
@@ -83,10 +76,10 @@ func staticCORS(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h.Set("Access-Control-Allow-Origin", "*")
-		h.Set("Access-Control-Allow-Methods", corsAllowMethods)
-		h.Set("Access-Control-Allow-Headers", corsAllowHeaders)
-		h.Set("Access-Control-Expose-Headers", corsExposeHeaders)
-		h.Set("Access-Control-Max-Age", corsMaxAge)
+		h.Set("Access-Control-Allow-Methods", keepwire.CORSAllowMethods)
+		h.Set("Access-Control-Allow-Headers", keepwire.CORSAllowHeaders)
+		h.Set("Access-Control-Expose-Headers", keepwire.CORSExposeHeaders)
+		h.Set("Access-Control-Max-Age", keepwire.CORSMaxAge)
 		next.ServeHTTP(w, r)
 	})
 }
@@ -199,7 +192,7 @@ func (g *Gateway) parseGet(r *http.Request) (GetRequest, error) {
 	}
 	req := GetRequest{Locator: loc, Head: r.Method == http.MethodHead}
 	if rh := r.Header.Get("Range"); rh != "" && !req.Head {
-		if req.Range, err = parseRange(rh); err != nil {
+		if req.Range, err = keepwire.ParseRange(rh); err != nil {
 			return req, err
 		}
 		if req.Range.From < 0 { // suffix range: needs the size hint
@@ -291,14 +284,8 @@ func (g *Gateway) parsePut(r *http.Request) (PutRequest, error) {
 	if r.ContentLength < 0 {
 		return PutRequest{}, blockstore.Errorf(blockstore.KindLengthRequired, "Length Required: send a Content-Length header (chunked uploads are not accepted)")
 	}
-	req := PutRequest{Size: r.ContentLength, Replicas: g.opt.DefaultReplicas, Classes: httpserver.ParseClasses(r.Header.Get("X-Keep-Storage-Classes"))}
-	if v := r.Header.Get("X-Keep-Desired-Replicas"); v != "" {
-		// 0, negative or garbage means "the default": a PUT is never
-		// answered 200 for a block that was not stored.
-		if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n > 0 {
-			req.Replicas = n
-		}
-	}
+	req := PutRequest{Size: r.ContentLength, Replicas: g.opt.DefaultReplicas, Classes: httpserver.ParseClasses(r.Header.Get(keepwire.StorageClasses))}
+	req.Replicas = keepwire.ParseDesiredReplicas(r.Header.Get(keepwire.DesiredReplicas), g.opt.DefaultReplicas)
 	if r.Method == http.MethodPost {
 		return req, nil
 	}
@@ -314,7 +301,7 @@ func (g *Gateway) parsePut(r *http.Request) (PutRequest, error) {
 }
 
 func (g *Gateway) writePutResult(w http.ResponseWriter, req PutRequest, res PutResult, err error) {
-	w.Header().Set("X-Keep-Replicas-Stored", strconv.Itoa(res.Replicas))
+	w.Header().Set(keepwire.ReplicasStored, strconv.Itoa(res.Replicas))
 	if len(req.Classes) > 0 {
 		confirmed := res.Classes
 		if len(confirmed) == 0 && err == nil {
@@ -323,7 +310,7 @@ func (g *Gateway) writePutResult(w http.ResponseWriter, req PutRequest, res PutR
 				confirmed[c] = res.Replicas
 			}
 		}
-		w.Header().Set("X-Keep-Storage-Classes-Confirmed", formatConfirmed(confirmed))
+		w.Header().Set(keepwire.StorageClassesConfirmed, keepwire.FormatConfirmed(confirmed))
 	}
 	if err != nil {
 		httpserver.WriteError(w, err)
@@ -469,35 +456,3 @@ func (g *Gateway) guardManagement(next http.Handler) http.Handler {
 		next.ServeHTTP(w, r)
 	})
 }
-
-// parseRange accepts a single "bytes=a-b", "bytes=a-" or "bytes=-n".
-func parseRange(v string) (*ByteRange, error) {
-	bad := blockstore.Errorf(blockstore.KindBadRange, "unsupported Range %q: use a single bytes=first-last range", v)
-	spec, ok := strings.CutPrefix(strings.TrimSpace(v), "bytes=")
-	if !ok || strings.Contains(spec, ",") {
-		return nil, bad
-	}
-	a, b, ok := strings.Cut(spec, "-")
-	if !ok {
-		return nil, bad
-	}
-	if a == "" { // suffix: last n bytes; resolved once the size is known
-		n, err := strconv.ParseInt(b, 10, 64)
-		if err != nil || n <= 0 {
-			return nil, bad
-		}
-		return &ByteRange{From: -n, To: -1}, nil
-	}
-	from, err := strconv.ParseInt(a, 10, 64)
-	if err != nil || from < 0 {
-		return nil, bad
-	}
-	to := int64(-1)
-	if b != "" {
-		if to, err = strconv.ParseInt(b, 10, 64); err != nil || to < from {
-			return nil, bad
-		}
-	}
-	return &ByteRange{From: from, To: to}, nil
-}
-

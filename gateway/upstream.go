@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/keepgate/keepgate/blockstore"
+	"github.com/keepgate/keepgate/blockstore/keepwire"
 )
 
 // Service is one keepstore the gateway talks to.
@@ -84,9 +85,9 @@ func (u *upstream) put(ctx context.Context, svc Service, h blockstore.Hash, size
 	}
 	req.Header.Set("Content-Type", "application/octet-stream")
 	u.setCommon(req, hd.token, hd.requestID)
-	req.Header.Set("X-Keep-Desired-Replicas", strconv.Itoa(hd.replicas))
+	req.Header.Set(keepwire.DesiredReplicas, strconv.Itoa(hd.replicas))
 	if len(hd.classes) > 0 {
-		req.Header.Set("X-Keep-Storage-Classes", strings.Join(hd.classes, ", "))
+		req.Header.Set(keepwire.StorageClasses, strings.Join(hd.classes, ", "))
 	}
 	resp, err := u.client.Do(req)
 	if err != nil {
@@ -98,13 +99,11 @@ func (u *upstream) put(ctx context.Context, svc Service, h blockstore.Hash, size
 		return putReply{}, statusErr(svc, resp.StatusCode, text)
 	}
 	rep := putReply{locator: strings.TrimSpace(string(text)), replicas: 1}
-	if v := resp.Header.Get("X-Keep-Replicas-Stored"); v != "" {
-		if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n >= 0 {
-			rep.replicas = n
-		}
+	if n, ok := keepwire.ParseReplicasStored(resp.Header.Get(keepwire.ReplicasStored)); ok {
+		rep.replicas = n
 	}
-	if v, ok := resp.Header["X-Keep-Storage-Classes-Confirmed"]; ok {
-		rep.confirmed = parseConfirmed(strings.Join(v, ","))
+	if v, ok := resp.Header[keepwire.StorageClassesConfirmed]; ok {
+		rep.confirmed = keepwire.ParseConfirmed(strings.Join(v, ","))
 	}
 	return rep, nil
 }
@@ -137,7 +136,7 @@ func (u *upstream) setCommon(req *http.Request, token, requestID string) {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	if requestID != "" {
-		req.Header.Set("X-Request-Id", requestID)
+		req.Header.Set(keepwire.RequestID, requestID)
 	}
 	req.Header.Set("Via", "HTTP/1.1 keepproxy")
 }
@@ -204,37 +203,4 @@ func temporary(err error) bool {
 		return !blockstore.Is(err, blockstore.KindCanceled)
 	}
 	return s == 408 || s == 429 || (s >= 500 && s != 507)
-}
-
-func parseConfirmed(v string) map[string]int {
-	out := map[string]int{}
-	for _, part := range strings.Split(v, ",") {
-		part = strings.TrimSpace(part)
-		if part == "" {
-			continue
-		}
-		k, n, ok := strings.Cut(part, "=")
-		if !ok {
-			return map[string]int{}
-		}
-		c, err := strconv.Atoi(strings.TrimSpace(n))
-		if err != nil || c < 0 {
-			return map[string]int{}
-		}
-		out[strings.TrimSpace(k)] += c
-	}
-	return out
-}
-
-func formatConfirmed(m map[string]int) string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sortStrings(keys)
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = k + "=" + strconv.Itoa(m[k])
-	}
-	return strings.Join(parts, ", ")
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"io"
 	"os"
-	"sort"
 	"syscall"
 )
 
@@ -21,5 +20,3 @@ func stampOf(path string) (fileStamp, error) {
 	}
 	return st, nil
 }
-
-func sortStrings(s []string) { sort.Strings(s) }

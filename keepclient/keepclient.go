@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/keepgate/keepgate/blockstore"
+	"github.com/keepgate/keepgate/blockstore/keepwire"
 	"github.com/keepgate/keepgate/internal/httpserver"
 )
 
@@ -198,7 +199,7 @@ func (c *Client) PutReader(ctx context.Context, h blockstore.Hash, size int64, r
 		c.header(req, op.reqID)
 		req.Header.Set("Content-Type", "application/octet-stream")
 		if replicas > 0 {
-			req.Header.Set("X-Keep-Desired-Replicas", strconv.Itoa(replicas))
+			req.Header.Set(keepwire.DesiredReplicas, strconv.Itoa(replicas))
 		}
 		res, err := doReq(c, req, func(resp *http.Response) (PutResult, error) {
 			b, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
@@ -209,7 +210,7 @@ func (c *Client) PutReader(ctx context.Context, h blockstore.Hash, size int64, r
 			if err != nil || loc.Hash != h || loc.Size != size {
 				return PutResult{}, permanent(blockstore.Errorf(blockstore.KindBadGateway, "the proxy answered PUT %s with %q, not a locator for it", h, trunc(string(b))))
 			}
-			n, err := strconv.Atoi(resp.Header.Get("X-Keep-Replicas-Stored"))
+			n, err := strconv.Atoi(resp.Header.Get(keepwire.ReplicasStored))
 			if err != nil {
 				n = 1
 			}
@@ -388,7 +389,7 @@ func (c *Client) getAttempt(ctx context.Context, op opCtx, loc blockstore.Locato
 
 func (c *Client) header(req *http.Request, reqID string) {
 	req.Header.Set("Authorization", "Bearer "+c.token)
-	req.Header.Set("X-Request-Id", reqID)
+	req.Header.Set(keepwire.RequestID, reqID)
 	req.Header.Set("User-Agent", c.opt.UserAgent)
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/cenkalti/backoff/v5"
 
 	"github.com/keepgate/keepgate/blockstore"
+	"github.com/keepgate/keepgate/blockstore/keepwire"
 )
 
 // attemptError carries one attempt's outcome to the retry loop.
@@ -151,8 +152,8 @@ func statusError(method string, resp *http.Response, sc statusContext) error {
 		text = expiredText(*sc.loc)
 	case code == http.StatusUnprocessableEntity:
 		text = fmt.Sprintf("the stores refused locator %s: its signature is invalid, expired or made for another token — get a fresh locator with this token", block)
-	case code == http.StatusServiceUnavailable && put && resp.Header.Get("X-Keep-Replicas-Stored") != "":
-		text = fmt.Sprintf("only %s of %d replicas could be stored — ask for fewer (--replicas) or check the stores", resp.Header.Get("X-Keep-Replicas-Stored"), sc.replicas)
+	case code == http.StatusServiceUnavailable && put && resp.Header.Get(keepwire.ReplicasStored) != "":
+		text = fmt.Sprintf("only %s of %d replicas could be stored — ask for fewer (--replicas) or check the stores", resp.Header.Get(keepwire.ReplicasStored), sc.replicas)
 	case code == http.StatusInsufficientStorage:
 		text = "the stores are full or read-only — free space or add writable volumes"
 	case (code == http.StatusBadGateway || code == http.StatusGatewayTimeout) && put:

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sync/semaphore"
 
 	"github.com/keepgate/keepgate/blockstore"
+	"github.com/keepgate/keepgate/blockstore/keepwire"
 	"github.com/keepgate/keepgate/internal/httpserver"
 )
 
@@ -29,8 +30,8 @@ import (
 var corsHeaders = [][2]string{
 	{"Access-Control-Allow-Origin", "*"},
 	{"Access-Control-Allow-Methods", "GET, HEAD, PUT, OPTIONS"},
-	{"Access-Control-Allow-Headers", "Authorization, Content-Length, Content-Type, X-Keep-Desired-Replicas, X-Keep-Signature, X-Keep-Storage-Classes"},
-	{"Access-Control-Expose-Headers", "X-Keep-Locator, X-Keep-Replicas-Stored, X-Keep-Storage-Classes-Confirmed"},
+	{"Access-Control-Allow-Headers", keepwire.CORSAllowHeaders},
+	{"Access-Control-Expose-Headers", keepwire.CORSExposeHeaders},
 	{"Access-Control-Max-Age", "86486400"},
 }
 
@@ -87,7 +88,7 @@ func (a *api) router() http.Handler {
 
 // get serves GET and HEAD of a block, with Range support on GET.
 func (a *api) get(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Vary", "X-Keep-Signature")
+	w.Header().Set("Vary", keepwire.Signature)
 	req, err := readRequest(r)
 	var rd *Reader
 	if err == nil {
@@ -115,15 +116,15 @@ func (a *api) put(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		res, err = a.n.Put(r.Context(), PutRequest{Hash: h, Size: r.ContentLength, SizeHint: putSizeHint(mux.Vars(r)["locator"]),
 			Body:    putBody(w, r, a.n.opt.BodyIdleTimeout),
-			Classes: httpserver.ParseClasses(r.Header.Get("X-Keep-Storage-Classes"))})
+			Classes: httpserver.ParseClasses(r.Header.Get(keepwire.StorageClasses))})
 	}
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
 	hd := w.Header()
-	hd.Set("X-Keep-Replicas-Stored", strconv.Itoa(res.Replicas))
-	hd.Set("X-Keep-Storage-Classes-Confirmed", res.ConfirmedClasses())
+	hd.Set(keepwire.ReplicasStored, strconv.Itoa(res.Replicas))
+	hd.Set(keepwire.StorageClassesConfirmed, res.ConfirmedClasses())
 	hd.Set("Content-Type", "text/plain; charset=utf-8")
 	io.WriteString(w, a.n.SignLocator(blockstore.Locator{Hash: h, Size: res.Size}, httpserver.Token(r, true))+"\n")
 }
@@ -441,7 +442,7 @@ func setBlockHeaders(h http.Header, rd *Reader) int {
 // will only ever send verified copies for the rest of this response (the
 // body may still be cut short by a failure). keepproxy then need not hash
 // the block again.
-const VerifiedHeader = "X-Keep-Data-Verified"
+const VerifiedHeader = keepwire.DataVerified
 
 // putBody is the request body read with progress-based deadlines
 // (httpserver.ProgressBody). Once the body has ended cleanly, the read

@@ -36,6 +36,8 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/keepgate/keepgate/blockstore/keepwire"
 )
 
 var (
@@ -304,7 +306,7 @@ func run() error {
 			var req *http.Request
 			if op == "PUT" {
 				req, _ = http.NewRequest("PUT", base+"/"+hashes[w], bytes.NewReader(blocks[w]))
-				req.Header.Set("X-Keep-Desired-Replicas", strconv.Itoa(replicas))
+				req.Header.Set(keepwire.DesiredReplicas, strconv.Itoa(replicas))
 			} else {
 				signedMu.Lock()
 				loc := signed[w]

@@ -1,0 +1,127 @@
+// Package keepwire is the one home of the Keep protocol's HTTP surface
+// (KEEP-PROTOCOL.md): the X-Keep-* header names, the CORS values of §7, the
+// Range rule, and the storage-classes header syntax. Servers (keepstore,
+// keepproxy) and clients (the proxy toward its stores, keepclient,
+// keepbench) use these names and parsers, so a header is spelled once; `make
+// lint` fails when an X-Keep-* literal appears anywhere else.
+package keepwire
+
+import (
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/keepgate/keepgate/blockstore"
+)
+
+// Header names.
+const (
+	DesiredReplicas         = "X-Keep-Desired-Replicas"
+	ReplicasStored          = "X-Keep-Replicas-Stored"
+	StorageClasses          = "X-Keep-Storage-Classes"
+	StorageClassesConfirmed = "X-Keep-Storage-Classes-Confirmed"
+	Signature               = "X-Keep-Signature"
+	LocatorHeader           = "X-Keep-Locator"
+	// DataVerified is keepstore's promise that a whole-block GET body was
+	// MD5-checked before its first byte (value "md5").
+	DataVerified = "X-Keep-Data-Verified"
+	RequestID    = "X-Request-Id"
+)
+
+// CORS values of KEEP-PROTOCOL §7, byte for byte.
+const (
+	CORSAllowMethods  = "GET, HEAD, PUT, OPTIONS, POST"
+	CORSAllowHeaders  = "Authorization, Content-Length, Content-Type, " + DesiredReplicas + ", " + Signature + ", " + StorageClasses
+	CORSExposeHeaders = LocatorHeader + ", " + ReplicasStored + ", " + StorageClassesConfirmed
+	CORSMaxAge        = "86486400"
+	CORSMaxAgeSeconds = 86486400
+)
+
+// ParseConfirmed parses an X-Keep-Storage-Classes-Confirmed value
+// ("default=2, archive=1"); a malformed value yields an empty map.
+func ParseConfirmed(v string) map[string]int {
+	out := map[string]int{}
+	for _, part := range strings.Split(v, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		k, n, ok := strings.Cut(part, "=")
+		if !ok {
+			return map[string]int{}
+		}
+		c, err := strconv.Atoi(strings.TrimSpace(n))
+		if err != nil || c < 0 {
+			return map[string]int{}
+		}
+		out[strings.TrimSpace(k)] += c
+	}
+	return out
+}
+
+// FormatConfirmed formats class counts, sorted by class.
+func FormatConfirmed(m map[string]int) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + strconv.Itoa(m[k])
+	}
+	return strings.Join(parts, ", ")
+}
+
+// ParseDesiredReplicas reads X-Keep-Desired-Replicas: a positive number, or
+// def when the header is missing, zero, negative or not a number (a PUT is
+// never answered 200 for a block that was not stored).
+func ParseDesiredReplicas(v string, def int) int {
+	if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n > 0 {
+		return n
+	}
+	return def
+}
+
+// ParseReplicasStored reads X-Keep-Replicas-Stored; ok is false when the
+// header is missing or malformed.
+func ParseReplicasStored(v string) (int, bool) {
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	return n, err == nil && n >= 0 && v != ""
+}
+
+// ByteRange is an inclusive byte range [From, To] (To < 0: to the end;
+// From < 0: the last -From bytes, resolved once the size is known).
+type ByteRange struct{ From, To int64 }
+
+// ParseRange accepts a single "bytes=a-b", "bytes=a-" or "bytes=-n"
+// (KindBadRange otherwise).
+func ParseRange(v string) (*ByteRange, error) {
+	bad := blockstore.Errorf(blockstore.KindBadRange, "unsupported Range %q: use a single bytes=first-last range", v)
+	spec, ok := strings.CutPrefix(strings.TrimSpace(v), "bytes=")
+	if !ok || strings.Contains(spec, ",") {
+		return nil, bad
+	}
+	a, b, ok := strings.Cut(spec, "-")
+	if !ok {
+		return nil, bad
+	}
+	if a == "" { // suffix: last n bytes; resolved once the size is known
+		n, err := strconv.ParseInt(b, 10, 64)
+		if err != nil || n <= 0 {
+			return nil, bad
+		}
+		return &ByteRange{From: -n, To: -1}, nil
+	}
+	from, err := strconv.ParseInt(a, 10, 64)
+	if err != nil || from < 0 {
+		return nil, bad
+	}
+	to := int64(-1)
+	if b != "" {
+		if to, err = strconv.ParseInt(b, 10, 64); err != nil || to < from {
+			return nil, bad
+		}
+	}
+	return &ByteRange{From: from, To: to}, nil
+}

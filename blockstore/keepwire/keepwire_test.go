@@ -1,0 +1,56 @@
+package keepwire
+
+import (
+	"testing"
+
+	"github.com/keepgate/keepgate/blockstore"
+)
+
+func TestParseRange(t *testing.T) {
+	ok := []struct {
+		in       string
+		from, to int64
+	}{
+		{"bytes=0-", 0, -1}, {"bytes=10-20", 10, 20}, {" bytes=5-5", 5, 5}, {"bytes=-100", -100, -1},
+	}
+	for _, c := range ok {
+		r, err := ParseRange(c.in)
+		if err != nil || r.From != c.from || r.To != c.to {
+			t.Errorf("%q: %+v %v", c.in, r, err)
+		}
+	}
+	for _, in := range []string{"bytes=", "bytes=5", "bytes=9-3", "bytes=-0", "bytes=a-b", "items=0-1", "bytes=0-1,3-4", "bytes=-5-"} {
+		if _, err := ParseRange(in); !blockstore.Is(err, blockstore.KindBadRange) {
+			t.Errorf("%q: want BadRange, got %v", in, err)
+		}
+	}
+}
+
+func TestConfirmedRoundTrip(t *testing.T) {
+	m := ParseConfirmed(" default=2, archive=1,default=1")
+	if m["default"] != 3 || m["archive"] != 1 || len(m) != 2 {
+		t.Fatalf("parse: %v", m)
+	}
+	if got := FormatConfirmed(m); got != "archive=1, default=3" {
+		t.Fatalf("format: %q", got)
+	}
+	if len(ParseConfirmed("default")) != 0 || len(ParseConfirmed("default=-1")) != 0 {
+		t.Fatal("malformed values must yield an empty map")
+	}
+}
+
+func TestReplicaHeaders(t *testing.T) {
+	for in, want := range map[string]int{"": 2, "0": 2, "-1": 2, "x": 2, "3": 3, " 1 ": 1} {
+		if got := ParseDesiredReplicas(in, 2); got != want {
+			t.Errorf("desired %q: %d, want %d", in, got, want)
+		}
+	}
+	if n, ok := ParseReplicasStored("2"); !ok || n != 2 {
+		t.Error("stored 2")
+	}
+	for _, in := range []string{"", "x", "-1"} {
+		if _, ok := ParseReplicasStored(in); ok {
+			t.Errorf("stored %q accepted", in)
+		}
+	}
+}
