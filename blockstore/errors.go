@@ -98,16 +98,6 @@ func (k Kind) String() string {
 	return fmt.Sprintf("kind(%d)", int(k))
 }
 
-// Temporary reports whether a client may retry the same request later
-// (possibly elsewhere) with a chance of success.
-func (k Kind) Temporary() bool {
-	switch k {
-	case KindInternal, KindTimeout, KindCorrupt, KindBadGateway, KindUnavailable, KindOverloaded, KindCanceled:
-		return true
-	}
-	return false
-}
-
 // KindForStatus classifies an HTTP status received from a Keep server.
 func KindForStatus(status int) Kind {
 	switch status {

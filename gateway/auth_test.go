@@ -161,3 +161,26 @@ func TestTokenFileModeChecked(t *testing.T) {
 		t.Fatalf("previous tokens lost after a refused reload: %v", err)
 	}
 }
+
+// keepproxy_auth_lookups_total counts the look-ups that missed the cache.
+func TestAuthLookupsMetric(t *testing.T) {
+	cache := NewCache(staticAuth{tokRW: {Name: "rw", Scopes: []Scope{ScopeRead, ScopeWrite}}}, 10, time.Minute, time.Second, nil)
+	c := newCluster(t, 1, func(o *Options) { o.Auth = cache })
+	for i := 0; i < 3; i++ {
+		c.do("GET", "/"+blockstore.EmptyLocator, tokRW, nil, nil).Body.Close()
+	}
+	c.do("GET", "/"+blockstore.EmptyLocator, "unknown-token-1", nil, nil).Body.Close()
+	mfs, err := c.gw.opt.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "keepproxy_auth_lookups_total" {
+			if v := mf.GetMetric()[0].GetCounter().GetValue(); v != 2 {
+				t.Fatalf("auth look-ups: %v, want 2 (one per distinct token)", v)
+			}
+			return
+		}
+	}
+	t.Fatal("no keepproxy_auth_lookups_total")
+}

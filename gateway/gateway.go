@@ -149,6 +149,9 @@ func New(opt Options) (*Gateway, error) {
 		g.signer = &blockstore.Signer{Key: opt.BlobSigningKey, TTL: opt.SignatureTTL}
 	}
 	g.metrics = newMetrics(opt.Registry)
+	if c, ok := opt.Auth.(*Cache); ok && c.Lookups == nil {
+		c.Lookups = g.metrics.authLookups.Inc // look-ups that missed the token cache
+	}
 	g.budget = NewBudget(opt.MemoryBudget, opt.BudgetWait, g.metrics.budgetInUse).SetShare(opt.ClientShare)
 	g.slots = NewBudget(int64(opt.StoreSlots), opt.BudgetWait, g.metrics.slotsInUse).SetShare(int64(opt.ClientStoreSlots))
 	g.slots.what = "store request slots"

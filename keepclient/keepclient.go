@@ -192,7 +192,7 @@ func (c *Client) PutReader(ctx context.Context, h blockstore.Hash, size int64, r
 		body := &countingReader{r: io.NewSectionReader(r, 0, size), fn: func(n int64) { sent.Add(n); o.progress(n) }}
 		req, err := http.NewRequestWithContext(actx, http.MethodPut, c.base+"/"+h.String(), body)
 		if err != nil {
-			return PutResult{}, permanent(blockstore.E(blockstore.KindBadRequest, "building the request", err))
+			return PutResult{}, permanent(blockstore.E("keepclient", blockstore.KindBadRequest, "building the request", err))
 		}
 		req.ContentLength = size
 		req.GetBody = nil
@@ -204,7 +204,7 @@ func (c *Client) PutReader(ctx context.Context, h blockstore.Hash, size int64, r
 		res, err := doReq(c, req, func(resp *http.Response) (PutResult, error) {
 			b, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
 			if err != nil {
-				return PutResult{}, transient(blockstore.E(blockstore.KindBadGateway, "reading the proxy's answer", err))
+				return PutResult{}, transient(blockstore.E("keepclient", blockstore.KindBadGateway, "reading the proxy's answer", err))
 			}
 			loc, err := blockstore.ParseLocator(strings.TrimSpace(string(b)))
 			if err != nil || loc.Hash != h || loc.Size != size {
@@ -235,7 +235,7 @@ func (c *Client) Head(ctx context.Context, loc blockstore.Locator) (int64, error
 	return retry(ctx, op, func(actx context.Context) (int64, error) {
 		req, err := http.NewRequestWithContext(actx, http.MethodHead, c.base+"/"+loc.String(), nil)
 		if err != nil {
-			return 0, permanent(blockstore.E(blockstore.KindBadRequest, "building the request", err))
+			return 0, permanent(blockstore.E("keepclient", blockstore.KindBadRequest, "building the request", err))
 		}
 		c.header(req, op.reqID)
 		return doReq(c, req, func(resp *http.Response) (int64, error) {
@@ -350,7 +350,7 @@ func (f *fillWriter) Write(p []byte) (int, error) {
 func (c *Client) getAttempt(ctx context.Context, op opCtx, loc blockstore.Locator, from int64, w io.Writer, progress func(int64)) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/"+loc.String(), nil)
 	if err != nil {
-		return permanent(blockstore.E(blockstore.KindBadRequest, "building the request", err))
+		return permanent(blockstore.E("keepclient", blockstore.KindBadRequest, "building the request", err))
 	}
 	c.header(req, op.reqID)
 	req.Header.Set("Accept", "application/octet-stream")
@@ -367,7 +367,7 @@ func (c *Client) getAttempt(ctx context.Context, op opCtx, loc blockstore.Locato
 			}
 		case from > 0: // 200: the whole block again; skip what we have
 			if _, err := io.CopyN(io.Discard, body, from); err != nil {
-				return struct{}{}, transient(blockstore.E(blockstore.KindBadGateway, "reading the block", err))
+				return struct{}{}, transient(blockstore.E("keepclient", blockstore.KindBadGateway, "reading the block", err))
 			}
 		}
 		if want := loc.Size - from; resp.ContentLength >= 0 && resp.ContentLength != want {
@@ -378,7 +378,7 @@ func (c *Client) getAttempt(ctx context.Context, op opCtx, loc blockstore.Locato
 		case blockstore.Is(err, blockstore.KindCorrupt):
 			return struct{}{}, err
 		case err != nil:
-			return struct{}{}, transient(blockstore.E(blockstore.KindBadGateway, "the connection broke while reading the block", err))
+			return struct{}{}, transient(blockstore.E("keepclient", blockstore.KindBadGateway, "the connection broke while reading the block", err))
 		case n < loc.Size-from:
 			return struct{}{}, transient(blockstore.Errorf(blockstore.KindBadGateway, "the proxy sent %d of %d bytes of %s", from+n, loc.Size, loc.Hash))
 		}
