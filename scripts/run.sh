@@ -31,6 +31,7 @@ secret() { # name length
 }
 secret signing.key 50
 secret admin.token 40
+secret write.token 40
 secret dev.token 40
 secret management.token 40
 TOKEN=$(cat "$VAR/secrets/dev.token")
@@ -75,6 +76,7 @@ listen: 127.0.0.1:$port
 admin_token_file: $VAR/secrets/admin.token
 management_token_file: $VAR/secrets/management.token
 blob_signing_key_file: $VAR/secrets/signing.key
+write_token_file: $VAR/secrets/write.token
 volumes:
   - driver: Directory
     uuid: zzzzz-nyw5e-00000000000000$i
@@ -95,6 +97,8 @@ cat > "$VAR/keepproxy.yml" <<EOT
 listen: 127.0.0.1:$PROXY_PORT
 token_file: $VAR/tokens.yml
 store_admin_token_file: $VAR/secrets/admin.token
+store_write_token_file: $VAR/secrets/write.token
+blob_signing_key_file: $VAR/secrets/signing.key
 management_token_file: $VAR/secrets/management.token
 default_replicas: 2
 stores:

@@ -25,36 +25,34 @@ import (
 	"github.com/keepgate/keepgate/internal/httpserver"
 )
 
-// corsHeaders are set on every response, byte for byte as keepstore's
-// (KEEP-PROTOCOL §7).
-var corsHeaders = [][2]string{
-	{"Access-Control-Allow-Origin", "*"},
-	{"Access-Control-Allow-Methods", "GET, HEAD, PUT, OPTIONS"},
-	{"Access-Control-Allow-Headers", keepwire.CORSAllowHeaders},
-	{"Access-Control-Expose-Headers", keepwire.CORSExposeHeaders},
-	{"Access-Control-Max-Age", "86486400"},
-}
-
 // maxTrashList bounds the body of PUT /trash.
 const maxTrashList = 256 << 20
 
 // Handler returns the node's HTTP API: the keepstore routes of
 // KEEP-PROTOCOL §5.1 (block GET/HEAD/PUT/TOUCH/DELETE, untrash, index,
 // mounts, trash list), Range reads, /status.json, /_health/ping and
-// /metrics. Every response carries the CORS headers; OPTIONS on any path
-// is 200 with an empty body; anything else is 400 "Bad Request". Around
-// the routes: request ids, the client address (trusted proxies), one
-// access-log line per request, request metrics, the allowed networks (403)
-// and the concurrent-request cap (503).
+// /metrics; anything else, OPTIONS included, is 400 "Bad Request". Unlike
+// Arvados' keepstore it sends no CORS headers and answers no CORS
+// preflight: browsers talk to keepproxy, and a web page must not be able
+// to use a browser on the LAN to reach the stores. Around the routes:
+// request ids, the client address (trusted proxies), one access-log line
+// per request, request metrics, the allowed networks (403) and the
+// concurrent-request cap (503). It applies no HTTPOptions (see
+// HandlerWith).
 func (n *Node) Handler() http.Handler { return n.handler }
 
-type api struct{ n *Node }
+type api struct {
+	n *Node
+	o HTTPOptions
+}
 
-func (n *Node) newHandler() http.Handler {
-	a := &api{n: n}
+func (n *Node) newHandler() http.Handler { return n.buildHandler(HTTPOptions{}) }
+
+func (n *Node) buildHandler(o HTTPOptions) http.Handler {
+	a := &api{n: n, o: o}
 	var h http.Handler = a.router()
 	h = a.limit(h)
-	h = a.allowNetworksAndOptions(h)
+	h = a.allowNetworks(h)
 	h = a.instrument(h)
 	h = httpserver.WithAccessLog(n.log, h)
 	h = httpserver.WithClientIP(n.opt.TrustedProxies, h)
@@ -70,7 +68,7 @@ func (a *api) router() http.Handler {
 	const block = "/{locator:[0-9a-f]{32}.*}"
 	r.HandleFunc(block, a.get).Methods(http.MethodGet, http.MethodHead)
 	r.HandleFunc("/"+block, a.get).Methods(http.MethodGet, http.MethodHead)
-	r.HandleFunc(block, a.put).Methods(http.MethodPut)
+	r.Handle(block, a.writer(a.put)).Methods(http.MethodPut)
 	r.Handle(block, a.admin(a.touch)).Methods("TOUCH")
 	r.Handle(block, a.admin(a.trash)).Methods(http.MethodDelete)
 	r.Handle("/untrash/{locator}", a.admin(a.untrash)).Methods(http.MethodPut)
@@ -283,24 +281,15 @@ func clientFault(err error) bool {
 	return false
 }
 
-// allowNetworksAndOptions sets the CORS headers, refuses clients outside
-// the allowed networks and answers OPTIONS (CORS preflight) with 200.
-func (a *api) allowNetworksAndOptions(next http.Handler) http.Handler {
+// allowNetworks refuses clients outside the allowed networks (403).
+func (a *api) allowNetworks(next http.Handler) http.Handler {
 	allowed := a.n.opt.AllowedNetworks
+	if len(allowed) == 0 {
+		return next
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := w.Header()
-		for _, kv := range corsHeaders {
-			h.Set(kv[0], kv[1])
-		}
-		if len(allowed) > 0 {
-			ip := httpserver.ClientIP(r)
-			if !addrIn(ip, allowed) {
-				a.fail(w, r, blockstore.Errorf(blockstore.KindForbidden, "Forbidden: client address %s is not in this keepstore's allowed_networks", ip))
-				return
-			}
-		}
-		if r.Method == http.MethodOptions {
-			w.WriteHeader(http.StatusOK)
+		if ip := httpserver.ClientIP(r); !addrIn(ip, allowed) {
+			a.fail(w, r, blockstore.Errorf(blockstore.KindForbidden, "Forbidden: client address %s is not in this keepstore's allowed_networks", ip))
 			return
 		}
 		next.ServeHTTP(w, r)

@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"syscall"
@@ -40,14 +41,25 @@ Options:
   -config FILE   YAML configuration (see config/keepproxy.example.yml)
   -h             this help
 
-Every key can be overridden from the environment: KEEPPROXY_<KEY>, e.g.
-KEEPPROXY_LISTEN=127.0.0.1:25107, KEEPPROXY_DEFAULT_REPLICAS=2,
-KEEPPROXY_TOKEN_FILE=/etc/keepgate/tokens.yml, KEEPPROXY_API_HOST=api.example:443,
-KEEPPROXY_STORES='[{"url":"http://10.0.0.5:25107"}]'.
-
-Arvados style: with ARVADOS_API_HOST and ARVADOS_API_TOKEN set (and
-ARVADOS_API_HOST_INSECURE=1 for a self-signed API certificate), keepproxy
-validates tokens against that API server and discovers its keepstores.
+Environment (every variable keepproxy reads; none holds a token except
+ARVADOS_API_TOKEN, and none is logged):
+  KEEPPROXY_<KEY>   overrides a key of the file; nested keys joined with "_",
+                    lists comma-separated, lists of structures as JSON, e.g.
+                    KEEPPROXY_LISTEN=127.0.0.1:25107, KEEPPROXY_DEFAULT_REPLICAS=2,
+                    KEEPPROXY_TOKEN_FILE=/etc/keepgate/tokens.yml,
+                    KEEPPROXY_API_HOST=api.example:443, KEEPPROXY_MAX_CONNECTIONS=4096,
+                    KEEPPROXY_STORES='[{"url":"http://10.0.0.5:25108"}]'.
+  ARVADOS_API_HOST  when api.host is unset: validate tokens against this API
+                    server (an authentication source IN ADDITION to token_file)
+                    and, with no stores listed, discover the keepstores from it.
+  ARVADOS_API_TOKEN when api.token_file is unset: the token for store discovery.
+  ARVADOS_API_HOST_INSECURE  1, true or yes: do not verify the API server's TLS
+                    certificate (fills api.insecure; development only).
+  HTTPS_PROXY, HTTP_PROXY, NO_PROXY  used for requests to the API server only
+                    (never toward the keepstores).
+  GOMEMLIMIT, GOGC, GOMAXPROCS, GODEBUG  Go runtime settings.
+At start keepproxy logs one line naming its authentication sources (token
+file path, API host and where it came from) and its store source.
 
 Signals: SIGHUP reloads the token file; SIGTERM/SIGINT shut down gracefully.
 `
@@ -100,6 +112,19 @@ func run() error {
 		if opt.StoreAdminToken, err = config.ReadSecretFile(cfg.StoreAdminTokenFile); err != nil {
 			return fmt.Errorf("store_admin_token_file: %w", err)
 		}
+	}
+	if cfg.StoreWriteTokenFile != "" { // config validation: with blob_signing_key_file
+		if opt.StoreWriteToken, err = config.ReadSecretFile(cfg.StoreWriteTokenFile); err != nil {
+			return fmt.Errorf("store_write_token_file: %w", err)
+		}
+		key, err := config.ReadSecretFile(cfg.BlobSigningKeyFile)
+		if err != nil {
+			return fmt.Errorf("blob_signing_key_file: %w", err)
+		}
+		if len(key) < 32 {
+			return fmt.Errorf("blob_signing_key_file: the key has %d characters; use at least 32 (the keepstores' key)", len(key))
+		}
+		opt.BlobSigningKey, opt.SignatureTTL = []byte(key), cfg.SignatureTTL
 	}
 	if cfg.Uploader {
 		opt.UploaderFS = uploaderFS()
@@ -162,13 +187,22 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	srv := httpserver.Server(cfg.Listen, gw.Handler(), log)
-	srv.ReadHeaderTimeout = cfg.RequestHeaderTimeout
+	srv, err := httpserver.NewServer(httpserver.Options{Handler: gw.Handler(), Logger: log, Registry: reg, Namespace: "keepproxy",
+		Limits: serverLimits(cfg.ServerLimits, cfg.TrustedProxyPrefixes())})
+	if err != nil {
+		return err
+	}
 	names := make([]string, 0, len(opt.Services))
 	for _, s := range gw.Services() {
 		names = append(names, s.URL)
 	}
-	log.Info("keepproxy listening", "address", ln.Addr().String(), "stores", names, "default_replicas", cfg.DefaultReplicas)
+	src := cfg.Sources()
+	log.Info("authentication and store sources", "auth_sources", src.Auth, "store_source", src.Stores,
+		"store_write_token", opt.StoreWriteToken != "", "store_admin_token", opt.StoreAdminToken != "")
+	lim := srv.Limits()
+	log.Info("keepproxy listening", "address", ln.Addr().String(), "stores", names, "default_replicas", cfg.DefaultReplicas,
+		"max_header_bytes", lim.MaxHeaderBytes, "max_header_fields", lim.MaxHeaderFields, "max_connections", lim.MaxConnections,
+		"max_connections_per_client", lim.MaxConnectionsPerClient, "idle_timeout", lim.IdleTimeout.String())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
@@ -183,6 +217,14 @@ func run() error {
 		srv.Close()
 	}
 	return nil
+}
+
+// serverLimits are the listener limits of the configuration; peers in
+// trusted_proxies (nginx) are exempt from the per-client cap.
+func serverLimits(c config.ServerLimits, trusted []netip.Prefix) httpserver.Limits {
+	return httpserver.Limits{MaxHeaderBytes: int(c.MaxHeaderBytes), MaxHeaderFields: c.MaxHeaderFields,
+		MaxConnections: c.MaxConnections, MaxConnectionsPerClient: c.MaxConnectionsPerClient, Exempt: trusted,
+		ReadHeaderTimeout: c.RequestHeaderTimeout, IdleTimeout: c.IdleTimeout}
 }
 
 func newLogger(level string) *slog.Logger {

@@ -51,10 +51,22 @@ Options:
   -version       print the version and exit
   -h             this help
 
-Every key can be overridden from the environment as KEEPSTORE_<KEY>, e.g.
-KEEPSTORE_LISTEN=10.0.0.5:25107, KEEPSTORE_SIGNATURE_TTL=336h,
-KEEPSTORE_MEMORY_BUDGET=512MiB, KEEPSTORE_ALLOWED_NETWORKS=10.0.0.0/8,127.0.0.1,
-KEEPSTORE_VOLUMES='[{"driver":"Directory","directory":{"root":"/srv/keep0"}}]'.
+Environment (every variable keepstore reads):
+  KEEPSTORE_<KEY>   overrides a key of the file; nested keys joined with "_",
+                    lists comma-separated, lists of structures as JSON, e.g.
+                    KEEPSTORE_LISTEN=10.0.0.5:25108, KEEPSTORE_SIGNATURE_TTL=336h,
+                    KEEPSTORE_MEMORY_BUDGET=512MiB,
+                    KEEPSTORE_ALLOWED_NETWORKS=10.0.0.0/8,127.0.0.1,
+                    KEEPSTORE_WRITE_TOKEN_FILE=/etc/keepgate/keepstore-write-token,
+                    KEEPSTORE_VOLUMES='[{"driver":"Directory","directory":{"root":"/srv/keep0"}}]'.
+                    With no -config, at least one KEEPSTORE_* variable is required.
+  AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY  S3 credentials of volumes without
+                    s3.access_key_file / s3.secret_key_file; without them too,
+                    an IAM role (minio-go's IAM provider reads the usual
+                    AWS_CONTAINER_CREDENTIALS_*, AWS_WEB_IDENTITY_TOKEN_FILE,
+                    AWS_ROLE_ARN variables).
+  HTTPS_PROXY, HTTP_PROXY, NO_PROXY  used by S3 volumes' requests.
+  GOMEMLIMIT, GOGC, GOMAXPROCS, GODEBUG  Go runtime settings.
 
 Signals: SIGTERM/SIGINT shut down gracefully (within 5 s); SIGHUP is logged
 and otherwise ignored (restart to apply a new configuration).
@@ -154,7 +166,19 @@ func serve(cfgPath string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
-	srv := httpserver.Server(cfg.Listen, n.Handler(), log)
+	srv, err := httpserver.NewServer(httpserver.Options{
+		Handler:   n.HandlerWith(node.HTTPOptions{WriteToken: secrets.WriteToken}),
+		Logger:    log,
+		Registry:  reg,
+		Namespace: "keepstore",
+		Limits: httpserver.Limits{MaxHeaderBytes: int(cfg.MaxHeaderBytes), MaxHeaderFields: cfg.MaxHeaderFields,
+			MaxConnections: cfg.MaxConnections, MaxConnectionsPerClient: cfg.MaxConnectionsPerClient,
+			Exempt: cfg.TrustedProxyPrefixes(), ReadHeaderTimeout: cfg.RequestHeaderTimeout, IdleTimeout: cfg.IdleTimeout},
+	})
+	if err != nil {
+		ln.Close()
+		return err
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -168,7 +192,7 @@ func serve(cfgPath string, stderr io.Writer) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 
-	logStartup(log, cfg, secrets, ln.Addr().String())
+	logStartup(log, cfg, secrets, ln.Addr().String(), srv.Limits())
 	var result error
 loop:
 	for {
@@ -245,7 +269,7 @@ func newLogger(w io.Writer, level string) *slog.Logger {
 }
 
 // logStartup describes the running configuration, without any secret.
-func logStartup(log *slog.Logger, cfg *config.Keepstore, s config.KeepstoreSecrets, addr string) {
+func logStartup(log *slog.Logger, cfg *config.Keepstore, s config.KeepstoreSecrets, addr string, lim httpserver.Limits) {
 	for _, v := range cfg.Volumes {
 		log.Info("volume", "uuid", v.UUID, "driver", v.Driver, "root", v.Directory.Root, "read_only", v.ReadOnly,
 			"replication", v.Replication, "storage_classes", v.StorageClasses, "priority", *v.Priority)
@@ -256,8 +280,13 @@ func logStartup(log *slog.Logger, cfg *config.Keepstore, s config.KeepstoreSecre
 	}
 	log.Info("keepstore listening", "version", version, "address", addr, "allowed_networks", nets,
 		"signing", s.BlobSigningKey != "", "require_signatures", *cfg.RequireSignatures,
-		"admin_token", s.AdminToken != "", "management_token", s.ManagementToken != "",
-		"memory_budget", int64(cfg.MemoryBudget), "trash_enabled", cfg.TrashEnabled)
+		"admin_token", s.AdminToken != "", "management_token", s.ManagementToken != "", "write_token", s.WriteToken != "",
+		"memory_budget", int64(cfg.MemoryBudget), "trash_enabled", cfg.TrashEnabled,
+		"max_header_bytes", lim.MaxHeaderBytes, "max_header_fields", lim.MaxHeaderFields, "max_connections", lim.MaxConnections,
+		"max_connections_per_client", lim.MaxConnectionsPerClient, "idle_timeout", lim.IdleTimeout.String())
+	if s.WriteToken == "" {
+		log.Warn("no write_token_file: every client in allowed_networks may store blocks (a web page open in a browser on the LAN too)")
+	}
 }
 
 // openS3 opens an S3 volume; credentials come from the configured files,

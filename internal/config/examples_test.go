@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -15,8 +16,16 @@ func TestExampleConfigsLoad(t *testing.T) {
 	if err != nil {
 		t.Fatalf("keepproxy example: %v", err)
 	}
-	if kp.Listen != "127.0.0.1:25107" || len(kp.Stores) != 2 || kp.PutWindow != 4<<20 || kp.TokenCacheTTL != 5*time.Minute {
+	if kp.Listen != "127.0.0.1:25107" || len(kp.Stores) != 2 || kp.PutWindow != 4<<20 || kp.TokenCacheTTL != 5*time.Minute ||
+		kp.StoreWriteTokenFile == "" || kp.ServerLimits != DefaultKeepproxy().ServerLimits {
 		t.Fatalf("keepproxy example loaded as %+v", kp)
+	}
+	// The keepproxy example mentions every key, nested ones too.
+	kb, _ := os.ReadFile("../../config/keepproxy.example.yml")
+	for _, key := range structKeys(reflect.TypeOf(Keepproxy{})) {
+		if !strings.Contains(string(kb), key+":") {
+			t.Errorf("the keepproxy example does not mention %q", key)
+		}
 	}
 	if _, err := LoadKeepstore("../../config/keepstore.example.yml"); err != nil {
 		t.Fatalf("keepstore example: %v", err)

@@ -60,14 +60,31 @@ type Keepproxy struct {
 	// UpstreamIdleTimeout: a store that stops reading for this long is
 	// dropped from a PUT.
 	UpstreamIdleTimeout time.Duration `mapstructure:"upstream_idle_timeout"`
-	// RequestHeaderTimeout: time allowed to send the request headers.
-	RequestHeaderTimeout time.Duration `mapstructure:"request_header_timeout"`
-	// TrustedProxies: peers (nginx) whose X-Forwarded-For is believed.
+	// ServerLimits: header size and count, connection caps (global and
+	// per client address), idle and header timeouts of the listener.
+	ServerLimits `mapstructure:",squash"`
+	// TrustedProxies: peers (nginx) whose X-Forwarded-For is believed;
+	// they are also exempt from max_connections_per_client.
 	TrustedProxies []string `mapstructure:"trusted_proxies"`
+	// StoreWriteTokenFile holds the keepstores' write token (their
+	// write_token_file), sent to them on PUT instead of the caller's
+	// token. The stores then sign locators for that token, so keepproxy
+	// re-signs them for the caller with the key in BlobSigningKeyFile:
+	// set both or neither.
+	StoreWriteTokenFile string `mapstructure:"store_write_token_file"`
+	// BlobSigningKeyFile holds the cluster's blob signing key (the
+	// keepstores' blob_signing_key_file).
+	BlobSigningKeyFile string `mapstructure:"blob_signing_key_file"`
+	// SignatureTTL: lifetime of the signatures keepproxy makes (as the
+	// keepstores' signature_ttl).
+	SignatureTTL time.Duration `mapstructure:"signature_ttl"`
 	// Uploader serves the browser uploader at /_upload/.
 	Uploader bool `mapstructure:"uploader"`
 	// LogLevel: debug, info, warn or error.
 	LogLevel string `mapstructure:"log_level"`
+
+	// apiHostFromEnv: API.Host came from ARVADOS_API_HOST (see Sources).
+	apiHostFromEnv bool
 }
 
 // ProxyStore is one keepstore.
@@ -103,10 +120,18 @@ func DefaultKeepproxy() Keepproxy {
 		PutWindow:             4 << 20,
 		BodyIdleTimeout:       60 * time.Second,
 		UpstreamIdleTimeout:   60 * time.Second,
-		RequestHeaderTimeout:  10 * time.Second,
-		TrustedProxies:        []string{"127.0.0.1", "::1"},
-		Uploader:              true,
-		LogLevel:              "info",
+		ServerLimits: ServerLimits{
+			MaxHeaderBytes:          32 << 10,
+			MaxHeaderFields:         100,
+			MaxConnections:          4096,
+			MaxConnectionsPerClient: 256,
+			IdleTimeout:             30 * time.Second,
+			RequestHeaderTimeout:    10 * time.Second,
+		},
+		TrustedProxies: []string{"127.0.0.1", "::1"},
+		SignatureTTL:   336 * time.Hour,
+		Uploader:       true,
+		LogLevel:       "info",
 	}
 }
 
@@ -132,6 +157,7 @@ func LoadKeepproxy(path string) (*Keepproxy, error) {
 func (c *Keepproxy) applyArvadosEnv() {
 	if c.API.Host == "" {
 		c.API.Host = os.Getenv("ARVADOS_API_HOST")
+		c.apiHostFromEnv = c.API.Host != ""
 	}
 	if v := os.Getenv("ARVADOS_API_HOST_INSECURE"); v != "" && !c.API.Insecure {
 		c.API.Insecure = v == "1" || strings.EqualFold(v, "true") || strings.EqualFold(v, "yes")
@@ -190,13 +216,20 @@ func (c *Keepproxy) Validate() error {
 	for _, d := range []struct {
 		k string
 		v time.Duration
-	}{{"token_cache_ttl", c.TokenCacheTTL}, {"body_idle_timeout", c.BodyIdleTimeout}, {"upstream_idle_timeout", c.UpstreamIdleTimeout}, {"request_header_timeout", c.RequestHeaderTimeout}} {
+	}{{"token_cache_ttl", c.TokenCacheTTL}, {"body_idle_timeout", c.BodyIdleTimeout}, {"upstream_idle_timeout", c.UpstreamIdleTimeout}} {
 		if d.v <= 0 {
 			bad("%s: must be positive", d.k)
 		}
 	}
+	c.ServerLimits.validate(bad)
 	if _, err := ParsePrefixes(c.TrustedProxies); err != nil {
 		bad("trusted_proxies: %v", err)
+	}
+	if (c.StoreWriteTokenFile == "") != (c.BlobSigningKeyFile == "") {
+		bad("store_write_token_file and blob_signing_key_file must be set together: the keepstores sign locators for the write token, and keepproxy re-signs them for the caller with the blob signing key")
+	}
+	if c.SignatureTTL < time.Second || c.SignatureTTL%time.Second != 0 {
+		bad("signature_ttl %v: want a whole number of seconds, at least 1s", c.SignatureTTL)
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

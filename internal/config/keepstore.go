@@ -47,6 +47,12 @@ type Keepstore struct {
 	// BlobSigningKeyFile holds the cluster's blob signing key. With it,
 	// PUT returns signed locators.
 	BlobSigningKeyFile string `mapstructure:"blob_signing_key_file"`
+	// WriteTokenFile holds the token that writes need: with it, PUT is
+	// accepted only with "Authorization: Bearer <write token>" (or the
+	// admin token); 401 without a token, 403 with another. keepproxy
+	// sends it (its store_write_token_file). Without it anyone in
+	// AllowedNetworks may write, as with Arvados' keepstore.
+	WriteTokenFile string `mapstructure:"write_token_file"`
 	// RequireSignatures: GET and HEAD need a valid +A signature. Default:
 	// true when BlobSigningKeyFile is set, false otherwise.
 	RequireSignatures *bool `mapstructure:"require_signatures"`
@@ -69,6 +75,9 @@ type Keepstore struct {
 	// abandoned (408); a GET client that stops reading for this long is
 	// cut off. Slow but steady clients are never cut off.
 	BodyIdleTimeout time.Duration `mapstructure:"body_idle_timeout"`
+	// ServerLimits: header size and count, connection caps (global and
+	// per client address), idle and header timeouts of the listener.
+	ServerLimits `mapstructure:",squash"`
 	// LogLevel: debug, info, warn or error.
 	LogLevel string `mapstructure:"log_level"`
 	// StorageClasses defines the classes volumes may name. Empty means one
@@ -165,11 +174,23 @@ func DefaultKeepstore() Keepstore {
 		MemoryBudget:          256 << 20,
 		MaxConcurrentRequests: 64,
 		BodyIdleTimeout:       60 * time.Second,
-		LogLevel:              "info",
-		AllowedNetworks:       []string{},
-		TrustedProxies:        []string{},
-		StorageClasses:        []StorageClass{},
-		Volumes:               []Volume{},
+		// On a LAN: no per-client cap (one keepproxy may hold many
+		// connections), and keep-alive connections live longer than
+		// keepproxy's 90 s pool of idle connections toward the stores,
+		// so that the store is not the side that closes them.
+		ServerLimits: ServerLimits{
+			MaxHeaderBytes:          32 << 10,
+			MaxHeaderFields:         100,
+			MaxConnections:          4096,
+			MaxConnectionsPerClient: 0,
+			IdleTimeout:             2 * time.Minute,
+			RequestHeaderTimeout:    10 * time.Second,
+		},
+		LogLevel:        "info",
+		AllowedNetworks: []string{},
+		TrustedProxies:  []string{},
+		StorageClasses:  []StorageClass{},
+		Volumes:         []Volume{},
 	}
 }
 
@@ -250,6 +271,7 @@ func (c *Keepstore) Validate() error {
 	if c.BodyIdleTimeout <= 0 {
 		bad("body_idle_timeout %v: must be positive", c.BodyIdleTimeout)
 	}
+	c.ServerLimits.validate(bad)
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":
 	default:
@@ -262,7 +284,7 @@ func (c *Keepstore) Validate() error {
 
 func checkListen(listen string, allowAll bool) error {
 	if listen == "" {
-		return errors.New("listen is required (host:port on a LAN or loopback address, e.g. 10.0.0.5:25107); keepstore has no default address")
+		return errors.New("listen is required (host:port on a LAN or loopback address, e.g. 10.0.0.5:25108); keepstore has no default address")
 	}
 	host, port, err := net.SplitHostPort(listen)
 	if err != nil {
@@ -433,6 +455,7 @@ type KeepstoreSecrets struct {
 	AdminToken      string
 	ManagementToken string
 	BlobSigningKey  string
+	WriteToken      string
 }
 
 // ReadSecrets reads the configured secret files (see ReadSecretFile).
@@ -447,6 +470,7 @@ func (c *Keepstore) ReadSecrets() (KeepstoreSecrets, error) {
 		{"admin_token_file", c.AdminTokenFile, &s.AdminToken},
 		{"management_token_file", c.ManagementTokenFile, &s.ManagementToken},
 		{"blob_signing_key_file", c.BlobSigningKeyFile, &s.BlobSigningKey},
+		{"write_token_file", c.WriteTokenFile, &s.WriteToken},
 	} {
 		if f.path == "" {
 			continue

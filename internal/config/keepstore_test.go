@@ -13,7 +13,7 @@ import (
 func TestKeepstoreLoadAndDefaults(t *testing.T) {
 	root := t.TempDir()
 	p := writeConf(t, `
-listen: 127.0.0.1:25107
+listen: 127.0.0.1:25108
 volumes:
   - driver: Directory
     directory:
@@ -72,7 +72,7 @@ func TestKeepstoreValidate(t *testing.T) {
 	root := t.TempDir()
 	base := func() Keepstore {
 		c := DefaultKeepstore()
-		c.Listen = "127.0.0.1:25107"
+		c.Listen = "127.0.0.1:25108"
 		c.Volumes = []Volume{{Driver: "Directory", Directory: DirectoryVolume{Root: root}}}
 		return c
 	}
@@ -82,8 +82,8 @@ func TestKeepstoreValidate(t *testing.T) {
 		want string
 	}{
 		{"no listen", func(c *Keepstore) { c.Listen = "" }, "listen is required"},
-		{"all interfaces", func(c *Keepstore) { c.Listen = ":25107" }, "all interfaces"},
-		{"all interfaces v4", func(c *Keepstore) { c.Listen = "0.0.0.0:25107" }, "allow_all_interfaces"},
+		{"all interfaces", func(c *Keepstore) { c.Listen = ":25108" }, "all interfaces"},
+		{"all interfaces v4", func(c *Keepstore) { c.Listen = "0.0.0.0:25108" }, "allow_all_interfaces"},
 		{"bad port", func(c *Keepstore) { c.Listen = "127.0.0.1:http2x" }, "bad port"},
 		{"no volumes", func(c *Keepstore) { c.Volumes = nil }, "at least one volume"},
 		{"bad driver", func(c *Keepstore) { c.Volumes[0].Driver = "Tape" }, `driver "Tape" is not supported`},
@@ -107,7 +107,7 @@ func TestKeepstoreValidate(t *testing.T) {
 		}
 	}
 	c := base()
-	c.Listen = "0.0.0.0:25107"
+	c.Listen = "0.0.0.0:25108"
 	c.AllowAllInterfaces = true
 	if err := c.Validate(); err != nil {
 		t.Errorf("allow_all_interfaces: %v", err)
@@ -116,7 +116,7 @@ func TestKeepstoreValidate(t *testing.T) {
 
 func TestKeepstoreClassesAndPriority(t *testing.T) {
 	c := DefaultKeepstore()
-	c.Listen = "127.0.0.1:25107"
+	c.Listen = "127.0.0.1:25108"
 	c.StorageClasses = []StorageClass{{Name: "default", Default: true}, {Name: "fast", Priority: 10}, {Name: "archive", Priority: -5}}
 	seven := 7
 	c.Volumes = []Volume{
@@ -168,7 +168,7 @@ func TestKeepstoreExampleConfig(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if c.Listen != "10.0.0.5:25107" || len(c.Volumes) != 1 || c.Volumes[0].Directory.Root != "/srv/keep0" || c.SignatureTTL != 336*time.Hour {
+	if c.Listen != "10.0.0.5:25108" || c.WriteTokenFile == "" || c.ServerLimits != DefaultKeepstore().ServerLimits || len(c.Volumes) != 1 || c.Volumes[0].Directory.Root != "/srv/keep0" || c.SignatureTTL != 336*time.Hour {
 		t.Fatalf("example config: %+v", c)
 	}
 	// The example mentions every key of the struct, nested ones too.
@@ -186,7 +186,14 @@ func structKeys(t reflect.Type) []string {
 	var out []string
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
-		name, _ := tagName(f)
+		name, squash := tagName(f)
+		if !f.IsExported() || name == "-" {
+			continue
+		}
+		if squash {
+			out = append(out, structKeys(f.Type)...)
+			continue
+		}
 		out = append(out, name)
 		ft := f.Type
 		for ft.Kind() == reflect.Slice || ft.Kind() == reflect.Pointer {

@@ -1,6 +1,7 @@
 // Package httpserver holds the HTTP plumbing shared by keepstore and
-// keepproxy: request ids, access logs, the one place errors become HTTP
-// responses, token extraction, and client addresses behind trusted proxies.
+// keepproxy: the server with its connection-level limits (Server), request
+// ids, access logs, the one place errors become HTTP responses, token
+// extraction, and client addresses behind trusted proxies.
 package httpserver
 
 import (
@@ -216,19 +217,6 @@ func ParseContentLength(v string) (int64, bool) {
 	}
 	n, err := strconv.ParseInt(v, 10, 64)
 	return n, err == nil && n >= 0
-}
-
-// Server returns an http.Server with the header and idle timeouts keepgate
-// uses; body timeouts are progress-based and handled per request.
-func Server(addr string, h http.Handler, log *slog.Logger) *http.Server {
-	return &http.Server{
-		Addr:              addr,
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    1 << 20,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
 }
 
 // ProgressBody wraps r.Body so that the connection's read deadline is moved

@@ -14,6 +14,7 @@ const (
 	TokenRO    = "e2e-readonly-token-0123456789"
 	TokenAdmin = "e2e-admin-token-0123456789"
 	AdminToken = "e2e-store-admin-token-0123456789" // the keepstores' admin token
+	WriteToken = "e2e-store-write-token-0123456789" // the keepstores' write token (keepproxy's store_write_token_file)
 	SigningKey = "e2esigningkey0123456789abcdefghijklmnopqrstuvwxyz"
 )
 
@@ -47,7 +48,12 @@ type ClusterOptions struct {
 	Stores     int
 	StoreExtra string // YAML appended to every keepstore config
 	ProxyExtra string // YAML appended to the keepproxy config
-	NoProxy    bool
+	// NoProxy: start only the keepstores, which then accept writes
+	// without a token (the test's own keepproxy may not have it). With
+	// the proxy, the stores have write_token_file (WriteToken) and the
+	// proxy store_write_token_file and blob_signing_key_file, as in
+	// make run.
+	NoProxy bool
 	// StoreYAML, if set, returns the volumes section for store i (default:
 	// one Directory volume under the store's root).
 	StoreYAML func(i int, root string) string
@@ -73,6 +79,11 @@ func StartCluster(t testing.TB, o ClusterOptions) *Cluster {
 	c := &Cluster{Dir: dir, t: t}
 	key := WriteSecret(t, dir, "signing.key", SigningKey)
 	admin := WriteSecret(t, dir, "admin.token", AdminToken)
+	write := WriteSecret(t, dir, "write.token", WriteToken)
+	writeLine := "write_token_file: " + write + "\n"
+	if o.NoProxy {
+		writeLine = "" // the test's own keepproxy may not know the write token
+	}
 	ksBin := Build(t, "keepstore")
 	for i := 0; i < o.Stores; i++ {
 		s := &Store{Index: i, t: t, bin: ksBin}
@@ -85,7 +96,7 @@ func StartCluster(t testing.TB, o ClusterOptions) *Cluster {
 		if o.StoreYAML != nil {
 			vols = o.StoreYAML(i, s.Root)
 		}
-		cfg := fmt.Sprintf("listen: %s\nblob_signing_key_file: %s\nadmin_token_file: %s\nlog_level: debug\n%s%s", s.Addr, key, admin, vols, o.StoreExtra)
+		cfg := fmt.Sprintf("listen: %s\nblob_signing_key_file: %s\nadmin_token_file: %s\nlog_level: debug\n%s%s%s", s.Addr, key, admin, writeLine, vols, o.StoreExtra)
 		s.Config = WriteFile(t, dir, fmt.Sprintf("keepstore%d.yml", i), cfg)
 		s.Start()
 		c.Stores = append(c.Stores, s)
@@ -100,7 +111,8 @@ func StartCluster(t testing.TB, o ClusterOptions) *Cluster {
 	}
 	c.ProxyAddr = FreeAddr(t)
 	c.ProxyURL = "http://" + c.ProxyAddr
-	c.ProxyCfg = WriteFile(t, dir, "keepproxy.yml", fmt.Sprintf("listen: %s\ntoken_file: %s\nstore_admin_token_file: %s\nlog_level: debug\nstores:\n%s%s", c.ProxyAddr, c.TokenFile, admin, stores.String(), o.ProxyExtra))
+	c.ProxyCfg = WriteFile(t, dir, "keepproxy.yml", fmt.Sprintf("listen: %s\ntoken_file: %s\nstore_admin_token_file: %s\nstore_write_token_file: %s\nblob_signing_key_file: %s\nlog_level: debug\nstores:\n%s%s",
+		c.ProxyAddr, c.TokenFile, admin, write, key, stores.String(), o.ProxyExtra))
 	c.StartProxy()
 	return c
 }
