@@ -1,8 +1,14 @@
 // keepgate browser uploader: splits files into 64 MiB blocks, hashes each
-// with MD5 (spark-md5; WebCrypto has no MD5), PUTs them to a keepproxy with
-// CORS, retries failed blocks with back-off, then stores an Arvados manifest
-// naming every file and shows its locator. Blocks already uploaded in this
-// browser session are not sent again when an upload is retried.
+// with MD5 (spark-md5; WebCrypto has no MD5), PUTs them to a keepproxy
+// (with CORS when it is on another origin), retries failed blocks with
+// back-off, then stores an Arvados manifest naming every file and shows its
+// locator. Blocks already uploaded in this browser session are not sent
+// again when an upload is retried.
+//
+// Where the token and the data go is decided by the server that serves this
+// page, never by the page's URL or by anything saved in the browser: the
+// proxies listed in config.json next to this page (written by the operator),
+// or, without a usable config.json, the page's own origin.
 (function () {
   "use strict";
   var BLOCK = 64 * 1024 * 1024;
@@ -11,10 +17,68 @@
   var $ = function (id) { return document.getElementById(id); };
   var queue = [];
 
-  var params = new URLSearchParams(location.search);
-  $("proxy").value = params.get("proxy") || localStorage.getItem("keepgate.proxy") ||
-    (location.pathname.indexOf("/_upload") === 0 ? location.origin : "");
+  // Earlier versions saved a proxy URL (possibly one an attacker's link put
+  // in the query string) here; it is never used and is cleared.
+  try { localStorage.removeItem("keepgate.proxy"); } catch (e) { /* storage disabled */ }
   $("token").value = sessionStorage.getItem("keepgate.token") || "";
+
+  // cleanProxy returns an absolute http(s) URL without trailing slashes, or
+  // null for anything else (relative, other schemes, credentials, query).
+  function cleanProxy(s) {
+    if (typeof s !== "string") { return null; }
+    var u;
+    try { u = new URL(s); } catch (e) { return null; }
+    if ((u.protocol !== "https:" && u.protocol !== "http:") || u.username || u.password || u.search || u.hash) {
+      return null;
+    }
+    return (u.origin + u.pathname).replace(/\/+$/, "");
+  }
+
+  function ownOrigin() {
+    var p = cleanProxy(location.origin);
+    return p ? [p] : [];
+  }
+
+  // loadProxies resolves to the proxies this page may talk to: those listed
+  // in the operator's config.json ({"proxies": ["https://keep.example.org"]}),
+  // else (no file, invalid JSON, no usable entry) the page's own origin.
+  function loadProxies() {
+    return fetch("config.json", { cache: "no-store", mode: "same-origin", credentials: "same-origin" })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (cfg) {
+        var list = [];
+        if (cfg && Array.isArray(cfg.proxies)) {
+          cfg.proxies.forEach(function (s) {
+            var p = cleanProxy(s);
+            if (p && list.indexOf(p) < 0) { list.push(p); }
+          });
+        }
+        return list.length ? list : ownOrigin();
+      })
+      .catch(function () { return ownOrigin(); });
+  }
+
+  function showTarget() {
+    var p = $("proxy").value;
+    $("target").textContent = p ? "Uploading to " + p :
+      "No proxy to upload to: open this page from the keepproxy (/_upload/) or a server with a config.json.";
+  }
+
+  var proxies = loadProxies().then(function (list) {
+    var sel = $("proxy");
+    sel.textContent = "";
+    list.forEach(function (p) {
+      var o = document.createElement("option");
+      o.value = p;
+      o.textContent = p;
+      sel.appendChild(o);
+    });
+    sel.disabled = list.length < 2;
+    showTarget();
+    sel.setAttribute("data-ready", "");
+    return list;
+  });
+  $("proxy").addEventListener("change", showTarget);
 
   function human(n) {
     var u = ["B", "KiB", "MiB", "GiB", "TiB"], i = 0;
@@ -98,14 +162,16 @@
     }
   }
 
-  function cacheKey(f, i) { return "keepgate.block:" + f.name + ":" + f.size + ":" + f.lastModified + ":" + i; }
+  // Signed locators belong to one proxy's cluster, so the proxy is part of
+  // the key.
+  function cacheKey(proxy, f, i) { return "keepgate.block:" + proxy + ":" + f.name + ":" + f.size + ":" + f.lastModified + ":" + i; }
 
   async function uploadFile(item, proxy, token, replicas) {
     var f = item.file, row = item.row, bar = row.cells[2].firstChild, state = row.cells[3];
     var locators = [];
     var done = 0;
     for (var off = 0, i = 0; off < f.size; off += BLOCK, i++) {
-      var key = cacheKey(f, i);
+      var key = cacheKey(proxy, f, i);
       var cached = sessionStorage.getItem(key);
       var len = Math.min(BLOCK, f.size - off);
       if (cached) {
@@ -152,21 +218,24 @@
   }
 
   $("upload").addEventListener("click", async function () {
-    var proxy = $("proxy").value.trim().replace(/\/+$/, "");
+    $("upload").disabled = true;
+    var list = await proxies;
+    var proxy = $("proxy").value;
     var token = $("token").value.trim();
     var replicas = parseInt($("replicas").value, 10) || 2;
-    if (!proxy || !token) {
-      setStatus("Set the proxy URL and your token first.", "error");
+    if (list.indexOf(proxy) < 0 || !token) {
+      setStatus(!token ? "Enter your token first." :
+        "No proxy to upload to: open this page from the keepproxy (/_upload/) or a server with a config.json.", "error");
+      $("upload").disabled = false;
       return;
     }
-    localStorage.setItem("keepgate.proxy", proxy);
     sessionStorage.setItem("keepgate.token", token);
-    $("upload").disabled = true;
-    setStatus("Uploading…");
+    setStatus("Uploading to " + escapeText(proxy) + "…");
     try {
       for (var i = 0; i < queue.length; i++) {
-        if (!queue[i].locators) {
+        if (!queue[i].locators || queue[i].proxy !== proxy) {
           queue[i].locators = await uploadFile(queue[i], proxy, token, replicas);
+          queue[i].proxy = proxy;
         }
       }
       var text = buildManifest(queue);
