@@ -233,7 +233,7 @@ func idleConnTarget(t *testing.T) int {
 		n = fit
 	}
 	if n < 2000 {
-		t.Skipf("RLIMIT_NOFILE %d is too small for this test", r.Cur)
+		testenv.Missing(t, "RLIMIT_NOFILE %d is too small for this test (raise ulimit -n)", r.Cur)
 	}
 	return n
 }
