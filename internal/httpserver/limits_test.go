@@ -444,6 +444,9 @@ func TestPerClientCapOne(t *testing.T) {
 			t.Fatalf("connection %d: %d", i, res.StatusCode)
 		}
 		waitMetric(t, s, "test_connections_open", 1)
+		// The client reads the answer before the server marks the
+		// connection idle; only an idle one may be replaced.
+		waitMetric(t, s, "test_connections_idle", 1)
 	}
 	io.WriteString(last, "GET / HTTP/1.1\r\n") // busy
 	time.Sleep(50 * time.Millisecond)
