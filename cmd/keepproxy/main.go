@@ -93,15 +93,20 @@ func run() error {
 	defer stop()
 
 	opt := gateway.Options{
-		DefaultReplicas: cfg.DefaultReplicas,
-		Window:          int64(cfg.PutWindow),
-		MemoryBudget:    int64(cfg.MemoryBudget),
-		BodyIdleTimeout: cfg.BodyIdleTimeout,
-		UpstreamIdle:    cfg.UpstreamIdleTimeout,
-		VerifyPuts:      cfg.VerifyPuts,
-		TrustedProxies:  cfg.TrustedProxyPrefixes(),
-		Logger:          log,
-		Registry:        reg,
+		DefaultReplicas:  cfg.DefaultReplicas,
+		Window:           int64(cfg.PutWindow),
+		MemoryBudget:     int64(cfg.MemoryBudget),
+		ClientShare:      int64(cfg.ClientMemoryShare),
+		StoreSlots:       cfg.StoreSlots,
+		ClientStoreSlots: cfg.ClientStoreSlots,
+		MinBodyRate:      int64(cfg.MinBodyRate),
+		BodyGrace:        cfg.BodyGrace,
+		BodyIdleTimeout:  cfg.BodyIdleTimeout,
+		UpstreamIdle:     cfg.UpstreamIdleTimeout,
+		VerifyPuts:       cfg.VerifyPuts,
+		TrustedProxies:   cfg.TrustedProxyPrefixes(),
+		Logger:           log,
+		Registry:         reg,
 	}
 	if cfg.ManagementTokenFile != "" {
 		if opt.ManagementToken, err = config.ReadSecretFile(cfg.ManagementTokenFile); err != nil {

@@ -48,6 +48,17 @@ type Keepproxy struct {
 	ManagementTokenFile string `mapstructure:"management_token_file"`
 	// MemoryBudget caps all request buffers together.
 	MemoryBudget ByteSize `mapstructure:"memory_budget"`
+	// ClientMemoryShare is the most of MemoryBudget one principal's
+	// requests may hold together (0: a quarter of memory_budget).
+	ClientMemoryShare ByteSize `mapstructure:"client_memory_share"`
+	// StoreSlots caps GET/HEAD requests in flight toward the stores;
+	// ClientStoreSlots is one principal's share of them (0: a quarter).
+	StoreSlots       int `mapstructure:"store_slots"`
+	ClientStoreSlots int `mapstructure:"client_store_slots"`
+	// MinBodyRate: after BodyGrace, an upload averaging fewer bytes per
+	// second than this is cut off with 408.
+	MinBodyRate ByteSize      `mapstructure:"min_body_rate"`
+	BodyGrace   time.Duration `mapstructure:"body_grace"`
 	// PutWindow: how far the fastest store may run ahead of the slowest
 	// during one PUT; also how long a failed store can still be replaced
 	// by the next one from the start of the body.
@@ -117,6 +128,9 @@ func DefaultKeepproxy() Keepproxy {
 		TokenCacheNegativeTTL: 10 * time.Second,
 		TokenCacheSize:        1000,
 		MemoryBudget:          256 << 20,
+		StoreSlots:            256,
+		MinBodyRate:           16 << 10,
+		BodyGrace:             30 * time.Second,
 		PutWindow:             4 << 20,
 		BodyIdleTimeout:       60 * time.Second,
 		UpstreamIdleTimeout:   60 * time.Second,
@@ -213,10 +227,23 @@ func (c *Keepproxy) Validate() error {
 	if c.PutWindow < 256<<10 || c.PutWindow > 64<<20 {
 		bad("put_window %s: must be between 256KiB and 64MiB", c.PutWindow)
 	}
+	// A PUT holds put_window plus one 256 KiB chunk of the client's share.
+	if c.ClientMemoryShare != 0 && (c.ClientMemoryShare < c.PutWindow+1<<20 || c.ClientMemoryShare > c.MemoryBudget) {
+		bad("client_memory_share %s: must be 0 (a quarter of memory_budget) or between put_window + 1MiB (%s) and memory_budget (%s)", c.ClientMemoryShare, c.PutWindow+1<<20, c.MemoryBudget)
+	}
+	if c.StoreSlots < 1 {
+		bad("store_slots %d: must be at least 1", c.StoreSlots)
+	}
+	if c.ClientStoreSlots < 0 || c.ClientStoreSlots > c.StoreSlots {
+		bad("client_store_slots %d: must be 0 (a quarter of store_slots) or between 1 and store_slots (%d)", c.ClientStoreSlots, c.StoreSlots)
+	}
+	if c.MinBodyRate < 1 {
+		bad("min_body_rate %s: must be positive (e.g. 16KiB, per second)", c.MinBodyRate)
+	}
 	for _, d := range []struct {
 		k string
 		v time.Duration
-	}{{"token_cache_ttl", c.TokenCacheTTL}, {"body_idle_timeout", c.BodyIdleTimeout}, {"upstream_idle_timeout", c.UpstreamIdleTimeout}} {
+	}{{"token_cache_ttl", c.TokenCacheTTL}, {"body_idle_timeout", c.BodyIdleTimeout}, {"upstream_idle_timeout", c.UpstreamIdleTimeout}, {"body_grace", c.BodyGrace}} {
 		if d.v <= 0 {
 			bad("%s: must be positive", d.k)
 		}

@@ -66,3 +66,33 @@ func TestServerLimitsAndWriteTokenErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestFairShareKeys(t *testing.T) {
+	t.Setenv("ARVADOS_API_HOST", "")
+	base := "token_file: /x\nstores: [{url: http://a:1}]\n"
+	c, err := LoadKeepproxy(writeConf(t, base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ClientMemoryShare != 0 || c.StoreSlots != 256 || c.ClientStoreSlots != 0 || c.MinBodyRate != 16<<10 || c.BodyGrace != 30*time.Second {
+		t.Fatalf("defaults: share %v slots %d/%d rate %v grace %v", c.ClientMemoryShare, c.StoreSlots, c.ClientStoreSlots, c.MinBodyRate, c.BodyGrace)
+	}
+	c, err = LoadKeepproxy(writeConf(t, base+"client_memory_share: 32MiB\nstore_slots: 64\nclient_store_slots: 8\nmin_body_rate: 1KiB\nbody_grace: 1m\n"))
+	if err != nil || c.ClientMemoryShare != 32<<20 || c.StoreSlots != 64 || c.ClientStoreSlots != 8 || c.MinBodyRate != 1<<10 || c.BodyGrace != time.Minute {
+		t.Fatalf("set: %v %+v", err, c)
+	}
+	for _, tc := range []struct{ yaml, want string }{
+		{"client_memory_share: 2MiB\n", "client_memory_share 2MiB: must be 0 (a quarter of memory_budget) or between put_window + 1MiB (5MiB)"},
+		{"client_memory_share: 1GiB\n", "and memory_budget (256MiB)"},
+		{"store_slots: 0\n", "store_slots 0: must be at least 1"},
+		{"store_slots: 8\nclient_store_slots: 9\n", "client_store_slots 9"},
+		{"client_store_slots: -1\n", "client_store_slots -1"},
+		{"min_body_rate: 0\n", "min_body_rate 0: must be positive"},
+		{"body_grace: 0s\n", "body_grace: must be positive"},
+	} {
+		_, err := LoadKeepproxy(writeConf(t, base+tc.yaml))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want %q", tc.yaml, err, tc.want)
+		}
+	}
+}
