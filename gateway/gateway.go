@@ -19,11 +19,13 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"os"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/keepgate/keepgate/blockstore"
+	"github.com/keepgate/keepgate/metering"
 )
 
 // Options configure a Gateway.
@@ -73,8 +75,13 @@ type Options struct {
 	UploaderFS http.FileSystem
 	// Router picks stores per block; nil: rendezvous over Services.
 	Router Router
-	// Accountant records every transfer; nil: LogAccountant on Logger.
-	Accountant Accountant
+	// Meter admits transfers before they start and records each one
+	// after it ended (usage, limits, the audit log); nil: admit all,
+	// record nothing.
+	Meter *metering.Meter
+	// ProxyID names this keepproxy in transfer records (default: the
+	// host name).
+	ProxyID string
 }
 
 // Gateway is the keepproxy service.
@@ -82,7 +89,7 @@ type Gateway struct {
 	opt          Options
 	rendezvous   *RendezvousRouter
 	router       Router
-	accountant   Accountant
+	meter        *metering.Meter
 	auth         Authenticator
 	up           *upstream
 	budget       *Budget            // bytes of buffer memory
@@ -160,9 +167,12 @@ func New(opt Options) (*Gateway, error) {
 	if g.router == nil {
 		g.router = g.rendezvous
 	}
-	g.accountant = opt.Accountant
-	if g.accountant == nil {
-		g.accountant = LogAccountant{Log: opt.Logger}
+	g.meter = opt.Meter
+	if g.meter == nil {
+		g.meter = &metering.Meter{}
+	}
+	if g.opt.ProxyID == "" {
+		g.opt.ProxyID, _ = os.Hostname()
 	}
 	return g, nil
 }

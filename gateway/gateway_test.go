@@ -51,7 +51,7 @@ func newCluster(t *testing.T, n int, mod func(*Options)) *cluster {
 	opt := Options{
 		Services: svcs,
 		Auth: staticAuth{
-			tokRW:    {Name: "rw", Scopes: []Scope{ScopeRead, ScopeWrite}},
+			tokRW:    {Name: "rw", Source: "test", Scopes: []Scope{ScopeRead, ScopeWrite}},
 			tokRO:    {Name: "ro", Scopes: []Scope{ScopeRead}},
 			tokAdmin: {Name: "admin", Scopes: []Scope{ScopeAdmin}},
 		},

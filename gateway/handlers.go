@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/felixge/httpsnoop"
 	"github.com/gorilla/mux"
@@ -23,6 +22,7 @@ import (
 	"github.com/keepgate/keepgate/blockstore"
 	"github.com/keepgate/keepgate/blockstore/keepwire"
 	"github.com/keepgate/keepgate/internal/httpserver"
+	"github.com/keepgate/keepgate/metering"
 )
 
 // copyBufSize is the GET copy buffer, paid from the memory budget.
@@ -38,10 +38,10 @@ func (g *Gateway) Handler() http.Handler {
 	r.UseEncodedPath()
 	blockPath := "/{locator:[0-9a-f]{32}(?:\\+[^/]*)?}"
 	r.Methods(http.MethodOptions).HandlerFunc(g.handleOptions)
-	r.Path(blockPath).Methods(http.MethodGet, http.MethodHead).HandlerFunc(g.handleGet)
-	r.Path(blockPath).Methods(http.MethodPut).HandlerFunc(g.handlePut)
-	r.Path("/").Methods(http.MethodPost).HandlerFunc(g.handlePost)
-	index := gzhttp.GzipHandler(http.HandlerFunc(g.handleIndex))
+	r.Path(blockPath).Methods(http.MethodGet, http.MethodHead).Handler(g.metered("", g.handleGet))
+	r.Path(blockPath).Methods(http.MethodPut).Handler(g.metered("put", g.handlePut))
+	r.Path("/").Methods(http.MethodPost).Handler(g.metered("post", g.handlePost))
+	index := gzhttp.GzipHandler(g.metered("index", g.handleIndex))
 	r.Path("/index").Methods(http.MethodGet).Handler(index)
 	r.Path("/index/{prefix:[0-9a-f]{0,32}}").Methods(http.MethodGet).Handler(index)
 	r.Path("/_health/{check}").Methods(http.MethodGet).HandlerFunc(g.handleHealth)
@@ -112,32 +112,29 @@ func (g *Gateway) authorize(r *http.Request, scope Scope) (string, *Identity, er
 	if err != nil {
 		return "", nil, err
 	}
+	t := metering.From(r.Context())
+	t.PrincipalKind, t.PrincipalID = id.Source, id.Name
 	if !id.Has(scope) {
 		return "", nil, &blockstore.Error{Kind: blockstore.KindForbidden, Msg: fmt.Sprintf("token %q may not %s (scopes: %v)", id.Name, scope, id.Scopes)}
 	}
 	return token, id, nil
 }
 
-// record hands a finished transfer to the Accountant.
-func (g *Gateway) record(r *http.Request, op string, id *Identity, h blockstore.Hash, bytes int64, replicas, status int, t0 time.Time) {
-	name := ""
-	if id != nil {
-		name = id.Name
-	}
-	g.accountant.Record(r.Context(), Transfer{Op: op, Identity: name, Hash: h.String(), Bytes: bytes, Replicas: replicas,
-		Status: status, Client: httpserver.ClientIP(r), Host: r.Host, Duration: time.Since(t0)})
-}
-
 func (g *Gateway) handleGet(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Via", "HTTP/1.1 keepproxy")
+	t := metering.From(r.Context())
 	head := r.Method == http.MethodHead
 	req, err := g.parseGet(r)
 	if err != nil {
-		httpserver.WriteError(w, err)
+		g.fail(w, r, err)
 		return
 	}
+	t.Block = req.Locator.Hash.String()
+	if req.Locator.HasSize() {
+		t.Block = fmt.Sprintf("%s+%d", req.Locator.Hash, req.Locator.Size)
+	}
 	if req.Token, req.Identity, err = g.authorize(r, ScopeRead); err != nil {
-		httpserver.WriteError(w, err)
+		g.fail(w, r, err)
 		return
 	}
 	req.Host = r.Host
@@ -145,32 +142,36 @@ func (g *Gateway) handleGet(w http.ResponseWriter, r *http.Request) {
 		// The empty block needs no store. Every range of it is
 		// unsatisfiable except "bytes=0-", which is the whole (empty) block.
 		if req.Range != nil && (req.Range.From != 0 || req.Range.To >= 0) {
-			writeGetError(w, unsatisfiable(0))
+			g.fail(w, r, unsatisfiable(0))
 			return
 		}
 		w.Header().Set("Content-Length", "0")
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	t0 := time.Now()
-	op := strings.ToLower(r.Method)
 	release, err := g.admitRead(r.Context(), req.Identity, head)
+	if err == nil {
+		var rel2 func()
+		if rel2, err = g.admit(r); err == nil {
+			defer rel2()
+		}
+		defer release()
+	}
 	if err != nil {
-		g.record(r, op, req.Identity, req.Locator.Hash, 0, 0, blockstore.StatusOf(err), t0)
-		httpserver.WriteError(w, err)
+		g.fail(w, r, err)
 		return
 	}
-	defer release()
 	blk, err := g.Open(r.Context(), req)
 	if err != nil {
-		g.record(r, op, req.Identity, req.Locator.Hash, 0, 0, blockstore.StatusOf(err), t0)
-		writeGetError(w, err)
+		g.fail(w, r, err)
 		return
 	}
 	defer blk.Close()
+	t.Block = fmt.Sprintf("%s+%d", req.Locator.Hash, blk.Size)
 	n, status := g.writeBlock(w, r, blk, head)
-	g.record(r, op, req.Identity, req.Locator.Hash, n, 0, status, t0)
+	t.BytesOut, t.Status = n, status
 	if status != http.StatusOK && status != http.StatusPartialContent {
+		t.ErrorKind = blockstore.KindBadGateway.String()
 		panic(http.ErrAbortHandler) // make sure the client sees a broken response, never a clean one
 	}
 }
@@ -245,33 +246,38 @@ func (g *Gateway) writeBlock(w http.ResponseWriter, r *http.Request, blk *Block,
 func (g *Gateway) handlePut(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Via", "HTTP/1.1 keepproxy")
 	req, err := g.parsePut(r)
+	if err == nil {
+		noteRequest(r, req)
+		req.Token, req.Identity, err = g.authorize(r, ScopeWrite)
+		req.Host = r.Host
+	}
+	if err == nil && req.Size > blockstore.MaxBlockSize {
+		err = blockstore.E("PUT", blockstore.KindTooLarge)
+	}
+	var release func()
+	if err == nil {
+		release, err = g.admit(r)
+	}
 	if err != nil {
-		httpserver.WriteError(w, err)
+		g.fail(w, r, err)
 		return
 	}
-	if req.Token, req.Identity, err = g.authorize(r, ScopeWrite); err != nil {
-		httpserver.WriteError(w, err)
-		return
-	}
-	req.Host = r.Host
-	if req.Size > blockstore.MaxBlockSize {
-		httpserver.WriteError(w, blockstore.E("PUT", blockstore.KindTooLarge))
-		return
-	}
-	t0 := time.Now()
+	defer release()
 	body := httpserver.ProgressBody(w, r, g.opt.BodyIdleTimeout)
 	req.Body = newMinRateReader(body, g.opt.MinBodyRate, g.opt.BodyGrace)
 	res, err := g.Put(r.Context(), req)
 	g.metrics.bytesIn.Add(float64(body.N))
-	g.writePutResult(w, req, res, err)
-	g.record(r, "put", req.Identity, req.Hash, body.N, res.Replicas, statusOrOK(err), t0)
+	metering.From(r.Context()).BytesIn = body.N
+	g.writePutResult(w, r, req, res, err)
 }
 
-func statusOrOK(err error) int {
-	if err != nil {
-		return blockstore.StatusOf(err)
+// noteRequest puts what a PUT or POST asks for on its transfer.
+func noteRequest(r *http.Request, req PutRequest) {
+	t := metering.From(r.Context())
+	t.ClassesAsked, t.ReplicasWanted = req.Classes, req.Replicas
+	if r.Method == http.MethodPut {
+		t.Block = fmt.Sprintf("%s+%d", req.Hash, req.Size)
 	}
-	return http.StatusOK
 }
 
 // parsePut applies the checks that come before authentication, in the
@@ -300,7 +306,9 @@ func (g *Gateway) parsePut(r *http.Request) (PutRequest, error) {
 	return req, nil
 }
 
-func (g *Gateway) writePutResult(w http.ResponseWriter, req PutRequest, res PutResult, err error) {
+func (g *Gateway) writePutResult(w http.ResponseWriter, r *http.Request, req PutRequest, res PutResult, err error) {
+	t := metering.From(r.Context())
+	t.ReplicasStored = res.Replicas
 	w.Header().Set(keepwire.ReplicasStored, strconv.Itoa(res.Replicas))
 	if len(req.Classes) > 0 {
 		confirmed := res.Classes
@@ -310,10 +318,11 @@ func (g *Gateway) writePutResult(w http.ResponseWriter, req PutRequest, res PutR
 				confirmed[c] = res.Replicas
 			}
 		}
+		t.ClassesConfirmed = confirmed
 		w.Header().Set(keepwire.StorageClassesConfirmed, keepwire.FormatConfirmed(confirmed))
 	}
 	if err != nil {
-		httpserver.WriteError(w, err)
+		g.fail(w, r, err)
 		return
 	}
 	g.metrics.blocksPut.Inc()
@@ -334,28 +343,36 @@ func (g *Gateway) handlePost(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Via", "HTTP/1.1 keepproxy")
 	req, err := g.parsePut(r)
 	if err == nil {
+		noteRequest(r, req)
 		req.Token, req.Identity, err = g.authorize(r, ScopeWrite)
 		req.Host = r.Host
 	}
 	if err == nil && req.Size > blockstore.MaxBlockSize {
 		err = blockstore.E("POST", blockstore.KindTooLarge)
 	}
-	var pb *postBody
+	var release func()
 	if err == nil {
-		body := httpserver.ProgressBody(w, r, g.opt.BodyIdleTimeout)
-		pb, err = g.readPost(r.Context(), req.Identity, newMinRateReader(body, g.opt.MinBodyRate, g.opt.BodyGrace), req.Size)
+		release, err = g.admit(r)
 	}
 	if err != nil {
-		httpserver.WriteError(w, err)
+		g.fail(w, r, err)
+		return
+	}
+	defer release()
+	t := metering.From(r.Context())
+	body := httpserver.ProgressBody(w, r, g.opt.BodyIdleTimeout)
+	pb, err := g.readPost(r.Context(), req.Identity, newMinRateReader(body, g.opt.MinBodyRate, g.opt.BodyGrace), req.Size)
+	t.BytesIn = body.N
+	if err != nil {
+		g.fail(w, r, err)
 		return
 	}
 	defer pb.release()
 	g.metrics.bytesIn.Add(float64(req.Size))
 	req.Hash, req.Body = pb.hash, pb.reader()
-	t0 := time.Now()
+	t.Block = fmt.Sprintf("%s+%d", req.Hash, req.Size)
 	res, err := g.Put(r.Context(), req)
-	g.writePutResult(w, req, res, err)
-	g.record(r, "post", req.Identity, req.Hash, req.Size, res.Replicas, statusOrOK(err), t0)
+	g.writePutResult(w, r, req, res, err)
 }
 
 // handleIndex merges the stores' indexes (admin scope). Each store's
@@ -363,14 +380,19 @@ func (g *Gateway) handlePost(w http.ResponseWriter, r *http.Request) {
 // a complete answer ends in "\n\n" (or is exactly "\n" when empty).
 func (g *Gateway) handleIndex(w http.ResponseWriter, r *http.Request) {
 	token, _, err := g.authorize(r, ScopeAdmin)
+	var release func()
+	if err == nil {
+		release, err = g.admit(r)
+	}
 	if err != nil {
-		httpserver.WriteError(w, err)
+		g.fail(w, r, err)
 		return
 	}
+	defer release()
 	prefix := mux.Vars(r)["prefix"]
 	if q := r.URL.Query().Get("prefix"); q != "" {
 		if !blockstore.IsHexPrefix(q) {
-			httpserver.WriteError(w, blockstore.Errorf(blockstore.KindBadRequest, "index prefix must be 0-32 lowercase hex digits"))
+			g.fail(w, r, blockstore.Errorf(blockstore.KindBadRequest, "index prefix must be 0-32 lowercase hex digits"))
 			return
 		}
 		prefix = q
@@ -381,7 +403,7 @@ func (g *Gateway) handleIndex(w http.ResponseWriter, r *http.Request) {
 	var out bytes.Buffer
 	for _, svc := range g.Services() {
 		if err := g.indexOne(r.Context(), svc, prefix, token, &out); err != nil {
-			httpserver.WriteError(w, err)
+			g.fail(w, r, err)
 			return
 		}
 	}

@@ -2,12 +2,9 @@ package gateway
 
 import (
 	"context"
-	"log/slog"
 	"sync/atomic"
-	"time"
 
 	"github.com/keepgate/keepgate/blockstore"
-	"github.com/keepgate/keepgate/internal/httpserver"
 )
 
 // RouteRequest is what a Router decides on.
@@ -66,39 +63,4 @@ func (rr *RendezvousRouter) Route(_ context.Context, req RouteRequest) []Service
 		out = append(out, svcs[i])
 	}
 	return out
-}
-
-// Transfer describes one finished block transfer, for usage accounting and
-// audit.
-type Transfer struct {
-	Op       string // "put", "post", "get", "head"
-	Identity string // Identity.Name, never the token
-	Hash     string
-	Bytes    int64 // body bytes moved
-	Replicas int   // PUT/POST: copies stored
-	Status   int   // HTTP status answered
-	Client   string
-	Host     string
-	Duration time.Duration
-}
-
-// Accountant records transfers. Contract: Record must not block the
-// request for long (buffer or drop), must be safe for concurrent use, and
-// never sees a token. Per-key usage reports, rate caps and a shared usage
-// database are Accountants.
-type Accountant interface {
-	Record(ctx context.Context, t Transfer)
-}
-
-// LogAccountant writes one structured "transfer" line per transfer: an
-// audit trail that svlogd or a log shipper can collect.
-type LogAccountant struct{ Log *slog.Logger }
-
-// Record implements Accountant.
-func (a LogAccountant) Record(ctx context.Context, t Transfer) {
-	a.Log.LogAttrs(ctx, slog.LevelInfo, "transfer",
-		slog.String("request_id", httpserver.RequestIDFrom(ctx)),
-		slog.String("op", t.Op), slog.String("identity", t.Identity), slog.String("block", t.Hash),
-		slog.Int64("bytes", t.Bytes), slog.Int("replicas", t.Replicas), slog.Int("status", t.Status),
-		slog.String("client", t.Client), slog.String("host", t.Host), slog.Float64("seconds", t.Duration.Seconds()))
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/keepgate/keepgate/blockstore/volumetest"
+	"github.com/keepgate/keepgate/metering"
 )
 
 // hostRouter sends blocks of clients connected to "b.example" to the last
@@ -25,10 +26,10 @@ func (h hostRouter) Route(ctx context.Context, r RouteRequest) []Service {
 
 type memAccountant struct {
 	mu sync.Mutex
-	ts []Transfer
+	ts []*metering.Transfer
 }
 
-func (m *memAccountant) Record(_ context.Context, t Transfer) {
+func (m *memAccountant) Record(_ context.Context, t *metering.Transfer) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.ts = append(m.ts, t)
@@ -38,7 +39,8 @@ func TestRouterAndAccountant(t *testing.T) {
 	acct := &memAccountant{}
 	var c *cluster
 	c = newCluster(t, 3, func(o *Options) {
-		o.Accountant = acct
+		o.Meter = &metering.Meter{Accountants: []metering.Accountant{acct}}
+		o.ProxyID = "proxy-7"
 		o.Router = routerFunc(func(ctx context.Context, r RouteRequest) []Service {
 			return hostRouter{def: NewRendezvousRouter(o.Services), only: o.Services[2]}.Route(ctx, r)
 		})
@@ -66,9 +68,12 @@ func TestRouterAndAccountant(t *testing.T) {
 		t.Fatalf("%d transfers recorded, want 2: %+v", len(acct.ts), acct.ts)
 	}
 	put, get := acct.ts[0], acct.ts[1]
-	if put.Op != "put" || put.Identity != "rw" || put.Bytes != 1000 || put.Replicas != 1 || put.Status != 200 || put.Host != "b.example" ||
-		get.Op != "get" || get.Bytes != 1000 || get.Status != 200 || fmt.Sprint(get.Hash) != h.String() {
-		t.Fatalf("transfers: %+v", acct.ts)
+	block := fmt.Sprintf("%s+1000", h)
+	if put.Op != "put" || put.PrincipalID != "rw" || put.PrincipalKind != "test" || put.BytesIn != 1000 || put.BytesOut != 0 ||
+		put.ReplicasWanted != 1 || put.ReplicasStored != 1 || put.Status != 200 || put.Host != "b.example" || put.Block != block ||
+		put.ProxyID != "proxy-7" || put.Storage != "default" || put.ErrorKind != "" || put.RequestID == "" || put.Duration <= 0 ||
+		get.Op != "get" || get.BytesOut != 1000 || get.BytesIn != 0 || get.Status != 200 || get.Block != block || get.TTFB <= 0 || get.TTFB > get.Duration {
+		t.Fatalf("transfers: %+v %+v", put, get)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/keepgate/keepgate/blockstore"
 	"github.com/keepgate/keepgate/blockstore/keepwire"
+	"github.com/keepgate/keepgate/metering"
 )
 
 // Service is one keepstore the gateway talks to.
@@ -70,6 +71,7 @@ type putReply struct {
 
 // put sends one block to one store.
 func (u *upstream) put(ctx context.Context, svc Service, h blockstore.Hash, size int64, body io.Reader, hd putHeaders) (putReply, error) {
+	metering.Touch(ctx, svc.UUID)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, svc.URL+"/"+h.String(), nil)
 	if err != nil {
 		return putReply{}, blockstore.E("upstream.put", blockstore.KindInternal, err)
@@ -111,6 +113,7 @@ func (u *upstream) put(ctx context.Context, svc Service, h blockstore.Hash, size
 // get opens a block on one store; off > 0 asks for the rest from off with
 // a Range request. The caller closes the body.
 func (u *upstream) get(ctx context.Context, svc Service, loc string, method, token, requestID string, off int64) (*http.Response, error) {
+	metering.Touch(ctx, svc.UUID)
 	req, err := http.NewRequestWithContext(ctx, method, svc.URL+"/"+loc, nil)
 	if err != nil {
 		return nil, blockstore.E("upstream.get", blockstore.KindInternal, err)

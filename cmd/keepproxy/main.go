@@ -31,6 +31,7 @@ import (
 	"github.com/keepgate/keepgate/gateway/web"
 	"github.com/keepgate/keepgate/internal/config"
 	"github.com/keepgate/keepgate/internal/httpserver"
+	"github.com/keepgate/keepgate/metering"
 )
 
 const usage = `Usage: keepproxy [-config FILE]
@@ -135,6 +136,22 @@ func run() error {
 		opt.UploaderFS = uploaderFS()
 	}
 
+	auditLog, err := openAudit(cfg.Audit, log, reg)
+	if err != nil {
+		return err
+	}
+	opt.ProxyID = cfg.ProxyID
+	opt.Meter = &metering.Meter{}
+	if auditLog != nil {
+		opt.Meter.Accountants = append(opt.Meter.Accountants, auditLog)
+		opt.Meter.Admitters = append(opt.Meter.Admitters, auditLog)
+		defer func() {
+			actx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			auditLog.Close(actx) // what is queued is written out, for at most 5 s
+		}()
+	}
+
 	var chain gateway.Chain
 	var tokenFile *gateway.TokenFile
 	if cfg.TokenFile != "" {
@@ -177,16 +194,22 @@ func run() error {
 	if tokenFile != nil {
 		tokenFile.OnReload = cache.Purge
 		go tokenFile.Watch(ctx, 2*time.Second)
-		hup := make(chan os.Signal, 1)
-		signal.Notify(hup, syscall.SIGHUP)
-		go func() {
-			for range hup {
+	}
+	// SIGHUP: reload the token file, reopen the audit files (logrotate).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		for range hup {
+			if tokenFile != nil {
 				if err := tokenFile.Reload(); err != nil {
 					log.Error("token file reload on SIGHUP failed; keeping the previous tokens", "error", err.Error())
 				}
 			}
-		}()
-	}
+			if auditLog != nil {
+				auditLog.Reopen()
+			}
+		}
+	}()
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

@@ -89,6 +89,10 @@ type Keepproxy struct {
 	// SignatureTTL: lifetime of the signatures keepproxy makes (as the
 	// keepstores' signature_ttl).
 	SignatureTTL time.Duration `mapstructure:"signature_ttl"`
+	// ProxyID names this keepproxy in audit events (default: host name).
+	ProxyID string `mapstructure:"proxy_id"`
+	// Audit: the transfer audit log.
+	Audit Audit `mapstructure:"audit"`
 	// Uploader serves the browser uploader at /_upload/.
 	Uploader bool `mapstructure:"uploader"`
 	// LogLevel: debug, info, warn or error.
@@ -144,6 +148,7 @@ func DefaultKeepproxy() Keepproxy {
 		},
 		TrustedProxies: []string{"127.0.0.1", "::1"},
 		SignatureTTL:   336 * time.Hour,
+		Audit:          DefaultAudit(),
 		Uploader:       true,
 		LogLevel:       "info",
 	}
@@ -249,6 +254,7 @@ func (c *Keepproxy) Validate() error {
 		}
 	}
 	c.ServerLimits.validate(bad)
+	c.Audit.validate(bad)
 	if _, err := ParsePrefixes(c.TrustedProxies); err != nil {
 		bad("trusted_proxies: %v", err)
 	}

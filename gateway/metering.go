@@ -1,0 +1,88 @@
+package gateway
+
+import (
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/felixge/httpsnoop"
+
+	"github.com/keepgate/keepgate/blockstore"
+	"github.com/keepgate/keepgate/internal/httpserver"
+	"github.com/keepgate/keepgate/metering"
+)
+
+// ImplicitStorage names the one storage of a config without storages:
+// every store.
+const ImplicitStorage = "default"
+
+// metered wraps a block route (PUT, POST, GET, HEAD, index): each request
+// gets a metering.Transfer in its context, which the handler fills in
+// (authorize adds the principal, fail the error kind), and which is
+// recorded when the handler returns — also when it aborts the response.
+func (g *Gateway) metered(op string, next http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t := &metering.Transfer{Time: time.Now(), RequestID: httpserver.RequestIDFrom(r.Context()), ProxyID: g.opt.ProxyID,
+			Host: NormalizeHost(r.Host), Client: httpserver.ClientIP(r), UserAgent: r.UserAgent(), Op: op, Storage: ImplicitStorage}
+		if t.Op == "" {
+			t.Op = strings.ToLower(r.Method)
+		}
+		var mu sync.Mutex // the handler and the deferred record may race on an aborted write
+		var status int
+		var first time.Time
+		seen := func(code int) {
+			mu.Lock()
+			if status == 0 {
+				status, first = code, time.Now()
+			}
+			mu.Unlock()
+		}
+		w = httpsnoop.Wrap(w, httpsnoop.Hooks{
+			WriteHeader: func(next httpsnoop.WriteHeaderFunc) httpsnoop.WriteHeaderFunc {
+				return func(code int) { seen(code); next(code) }
+			},
+			Write: func(next httpsnoop.WriteFunc) httpsnoop.WriteFunc {
+				return func(b []byte) (int, error) { seen(http.StatusOK); return next(b) }
+			},
+		})
+		defer func() {
+			mu.Lock()
+			if t.Status == 0 { // a handler that cut a body short sets the real outcome
+				t.Status = status
+			}
+			if t.Status == 0 {
+				t.Status = http.StatusOK
+			}
+			if !first.IsZero() {
+				t.TTFB = first.Sub(t.Time)
+			}
+			mu.Unlock()
+			t.Duration = time.Since(t.Time)
+			g.meter.Record(r.Context(), t)
+		}()
+		next(w, r.WithContext(metering.With(r.Context(), t)))
+	})
+}
+
+// fail answers err and notes its kind on the request's transfer.
+func (g *Gateway) fail(w http.ResponseWriter, r *http.Request, err error) {
+	metering.From(r.Context()).ErrorKind = blockstore.KindOf(err).String()
+	writeGetError(w, err)
+}
+
+// admit asks the meter whether the transfer of r may start; release is
+// never nil.
+func (g *Gateway) admit(r *http.Request) (func(), error) {
+	return g.meter.Admit(r.Context(), metering.From(r.Context()))
+}
+
+// NormalizeHost is the name a client connected to: lower-cased, without
+// the port and a trailing dot ("Keep.Example.org.:443" → "keep.example.org").
+func NormalizeHost(h string) string {
+	if host, _, err := net.SplitHostPort(h); err == nil {
+		h = host
+	}
+	return strings.TrimSuffix(strings.ToLower(strings.Trim(h, "[]")), ".")
+}
