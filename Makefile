@@ -33,6 +33,7 @@ run: build
 bench: build
 	$(GO) run ./cmd/keepbench -out BENCHMARKS.md
 	KEEPGATE_FAIRNESS_OUT=$(CURDIR)/docs/benchmarks-fairness.md $(GO) test -run XXX -bench Fairness -benchtime 1x ./e2e/
+	KEEPGATE_AUDIT_OUT=$(CURDIR)/docs/benchmarks-audit.md $(GO) test -run XXX -bench Audit -benchtime 1x -timeout 20m ./e2e/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -34,7 +34,7 @@ type Options struct {
 	QueueSize int    // events each sink's queue holds (default 10,000)
 	OnFull    OnFull // default Drop
 	// WriteTimeout bounds one write (default 1 s); a sink whose record has
-	// waited longer than StallAfter (default 1 s) counts as stalled.
+	// waited longer than StallAfter (default 250 ms) counts as stalled.
 	WriteTimeout, StallAfter time.Duration
 	Logger                   *slog.Logger
 	Registry                 prometheus.Registerer
@@ -86,7 +86,7 @@ func New(opt Options) *Log {
 		opt.WriteTimeout = time.Second
 	}
 	if opt.StallAfter <= 0 {
-		opt.StallAfter = time.Second
+		opt.StallAfter = 250 * time.Millisecond
 	}
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)

@@ -69,7 +69,7 @@ func BenchmarkFairness(b *testing.B) {
 	locs := make([]string, len(blocks))
 	putAll := func() (float64, int) { // MiB/s and errors
 		return transfer(len(blocks), func(i int) (int64, error) {
-			loc, err := fairPut(c.ProxyURL, blocks[i])
+			loc, err := fairPut(c.ProxyURL, fairVictim, blocks[i])
 			if err == nil {
 				locs[i] = loc
 			}
@@ -77,7 +77,7 @@ func BenchmarkFairness(b *testing.B) {
 		})
 	}
 	getAll := func() (float64, int) {
-		return transfer(len(blocks), func(i int) (int64, error) { return fairGet(c.ProxyURL, locs[i]) })
+		return transfer(len(blocks), func(i int) (int64, error) { return fairGet(c.ProxyURL, fairVictim, locs[i]) })
 	}
 	if _, errs := putAll(); errs != 0 { // warm up; locators for the GETs
 		b.Fatalf("warm-up PUTs: %d errors", errs)
@@ -224,10 +224,10 @@ func transfer(n int, op func(i int) (int64, error)) (float64, int) {
 
 var fairClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: fairWorkers}}
 
-func fairPut(base string, data []byte) (string, error) {
+func fairPut(base, token string, data []byte) (string, error) {
 	sum := md5.Sum(data)
 	req, _ := http.NewRequest("PUT", base+"/"+hex.EncodeToString(sum[:]), bytes.NewReader(data))
-	req.Header.Set("Authorization", "Bearer "+fairVictim)
+	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := fairClient.Do(req)
 	if err != nil {
 		return "", err
@@ -240,9 +240,9 @@ func fairPut(base string, data []byte) (string, error) {
 	return strings.TrimSpace(string(body)), nil
 }
 
-func fairGet(base, loc string) (int64, error) {
+func fairGet(base, token, loc string) (int64, error) {
 	req, _ := http.NewRequest("GET", base+"/"+loc, nil)
-	req.Header.Set("Authorization", "Bearer "+fairVictim)
+	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := fairClient.Do(req)
 	if err != nil {
 		return 0, err

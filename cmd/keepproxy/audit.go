@@ -33,5 +33,5 @@ func openAudit(c config.Audit, log *slog.Logger, reg prometheus.Registerer) (*au
 		}
 	}
 	return audit.New(audit.Options{Sinks: sinks, QueueSize: c.QueueSize, OnFull: audit.OnFull(c.OnFull),
-		WriteTimeout: c.WriteTimeout, StallAfter: c.WriteTimeout, Logger: log, Registry: reg}), nil
+		WriteTimeout: c.WriteTimeout, StallAfter: c.StallAfter, Logger: log, Registry: reg}), nil
 }

@@ -18,9 +18,12 @@ type Audit struct {
 	// counted in keepgate_audit_dropped_total) or "reject" (while a sink
 	// is stalled, new transfers get 503 + Retry-After).
 	OnFull string `mapstructure:"on_full"`
-	// WriteTimeout bounds one write to a sink; a sink whose event has
-	// waited longer counts as stalled (default 1s).
+	// WriteTimeout bounds one write to a sink (default 1s); the writer
+	// then goes on with the rest of the event on the same connection.
 	WriteTimeout time.Duration `mapstructure:"write_timeout"`
+	// StallAfter: a sink whose current event has waited this long counts
+	// as stalled (on_full: reject then refuses transfers; default 250ms).
+	StallAfter time.Duration `mapstructure:"stall_after"`
 }
 
 // AuditSink is one destination of audit events.
@@ -41,7 +44,7 @@ type AuditSink struct {
 
 // DefaultAudit is one stdout sink, dropping what does not fit.
 func DefaultAudit() Audit {
-	return Audit{Sinks: []AuditSink{{Type: "stdout"}}, QueueSize: 10000, OnFull: "drop", WriteTimeout: time.Second}
+	return Audit{Sinks: []AuditSink{{Type: "stdout"}}, QueueSize: 10000, OnFull: "drop", WriteTimeout: time.Second, StallAfter: 250 * time.Millisecond}
 }
 
 func (a *Audit) validate(bad func(string, ...any)) {
@@ -53,6 +56,9 @@ func (a *Audit) validate(bad func(string, ...any)) {
 	}
 	if a.WriteTimeout <= 0 {
 		bad("audit.write_timeout: must be positive")
+	}
+	if a.StallAfter <= 0 {
+		bad("audit.stall_after: must be positive")
 	}
 	for i := range a.Sinks {
 		s := &a.Sinks[i]

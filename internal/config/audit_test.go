@@ -13,7 +13,7 @@ func TestAuditConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(c.Audit.Sinks) != 1 || c.Audit.Sinks[0].Type != "stdout" || c.Audit.QueueSize != 10000 || c.Audit.OnFull != "drop" || c.Audit.WriteTimeout != time.Second {
+	if len(c.Audit.Sinks) != 1 || c.Audit.Sinks[0].Type != "stdout" || c.Audit.QueueSize != 10000 || c.Audit.OnFull != "drop" || c.Audit.WriteTimeout != time.Second || c.Audit.StallAfter != 250*time.Millisecond {
 		t.Fatalf("defaults: %+v", c.Audit)
 	}
 	c, err = LoadKeepproxy(writeConf(t, base+"audit:\n  on_full: reject\n  sinks:\n    - type: syslog\n      address: tcp://127.0.0.1:514\n    - type: file\n      path: /var/log/a.json\n"))
@@ -31,6 +31,7 @@ func TestAuditConfig(t *testing.T) {
 		{"audit:\n  sinks: [{type: syslog}]\n", "audit.sinks[0].address: a syslog sink needs"},
 		{"audit:\n  sinks: [{type: kafka}]\n", `audit.sinks[0].type "kafka"`},
 		{"audit:\n  write_timeout: 0s\n", "audit.write_timeout"},
+		{"audit:\n  stall_after: -1s\n", "audit.stall_after"},
 	} {
 		if _, err := LoadKeepproxy(writeConf(t, base+tc.yaml)); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: %v, want %q", tc.yaml, err, tc.want)
