@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"encoding/hex"
 	"log/slog"
 	"time"
@@ -27,8 +28,15 @@ const (
 type Identity struct {
 	Name   string // for logs and usage reports; never the token
 	Scopes []Scope
-	// Source names the authenticator that accepted the token.
+	// Source names the authenticator that accepted the token:
+	// "token-file", "api" or "access-key".
 	Source string
+	// Storage is the one storage an access key is bound to ("" for the
+	// other sources: they use the default storage).
+	Storage string
+	// UID is an access key's immutable uid: the locators keepproxy signs
+	// for the key are signed for it, not for the secret.
+	UID string
 }
 
 // Has reports whether the identity carries scope s (admin implies all).
@@ -61,6 +69,15 @@ func TokenID(token string) string {
 	return hex.EncodeToString(sum[:6])
 }
 
+// FinalRefusal is a refusal no later authenticator may overturn: the
+// credential was recognised (an access key's id with its right secret)
+// but may not be used (revoked, disabled, expired). Its message may say
+// why, since the caller proved it holds the secret.
+type FinalRefusal struct{ Err *blockstore.Error }
+
+func (f *FinalRefusal) Error() string { return f.Err.Error() }
+func (f *FinalRefusal) Unwrap() error { return f.Err }
+
 // Chain tries authenticators in order; the first that accepts the token
 // wins. If none accepts it and one could not decide, that failure is
 // returned; otherwise ErrBadToken.
@@ -73,6 +90,10 @@ func (c Chain) Authenticate(ctx context.Context, token string) (*Identity, error
 		id, err := a.Authenticate(ctx, token)
 		if err == nil {
 			return id, nil
+		}
+		var final *FinalRefusal
+		if errors.As(err, &final) {
+			return nil, err
 		}
 		if !blockstore.Is(err, blockstore.KindForbidden) && undecided == nil {
 			undecided = err

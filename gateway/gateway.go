@@ -73,8 +73,14 @@ type Options struct {
 	Transport       http.RoundTripper // toward the stores; nil: a tuned default
 	// UploaderFS, if set, is served at /_upload/ (the web uploader).
 	UploaderFS http.FileSystem
-	// Router picks stores per block; nil: rendezvous over Services.
+	// Router picks stores per block; nil: by storage when Storages are
+	// given (StorageRouter), else rendezvous over Services.
 	Router Router
+	// Storages: the named pools principals are bound to; DefaultStorage
+	// is the one token-file and API principals use. None: one implicit
+	// storage, ImplicitStorage, of every store in Services.
+	Storages       []Storage
+	DefaultStorage string
 	// Meter admits transfers before they start and records each one
 	// after it ended (usage, limits, the audit log); nil: admit all,
 	// record nothing.
@@ -162,10 +168,29 @@ func New(opt Options) (*Gateway, error) {
 	g.budget = NewBudget(opt.MemoryBudget, opt.BudgetWait, g.metrics.budgetInUse).SetShare(opt.ClientShare)
 	g.slots = NewBudget(int64(opt.StoreSlots), opt.BudgetWait, g.metrics.slotsInUse).SetShare(int64(opt.ClientStoreSlots))
 	g.slots.what = "store request slots"
+	if len(opt.Storages) == 0 {
+		opt.Storages = []Storage{{Name: ImplicitStorage, Stores: opt.Services}}
+		opt.DefaultStorage = ImplicitStorage
+	}
+	g.opt.Storages, g.opt.DefaultStorage = opt.Storages, opt.DefaultStorage
+	if len(opt.Services) == 0 { // the union of the storages' stores
+		seen := map[string]bool{}
+		for _, st := range opt.Storages {
+			for _, svc := range st.Stores {
+				if !seen[svc.UUID] {
+					seen[svc.UUID] = true
+					opt.Services = append(opt.Services, svc)
+				}
+			}
+		}
+		g.opt.Services = opt.Services
+	}
 	g.rendezvous = NewRendezvousRouter(opt.Services)
 	g.router = opt.Router
-	if g.router == nil {
-		g.router = g.rendezvous
+	if g.router == nil && len(opt.Storages) == 1 && opt.Storages[0].Name == ImplicitStorage {
+		g.router = g.rendezvous // follows SetServices (discovery)
+	} else if g.router == nil {
+		g.router = NewStorageRouter(opt.Storages, opt.DefaultStorage)
 	}
 	g.meter = opt.Meter
 	if g.meter == nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/cors"
 
+	"github.com/keepgate/keepgate/access"
 	"github.com/keepgate/keepgate/blockstore"
 	"github.com/keepgate/keepgate/blockstore/keepwire"
 	"github.com/keepgate/keepgate/internal/httpserver"
@@ -104,8 +105,10 @@ func (g *Gateway) authorize(r *http.Request, scope Scope) (string, *Identity, er
 	if strings.Contains(r.Header.Get("Via"), " keepproxy") {
 		return "", nil, blockstore.Errorf(blockstore.KindLoop, "loop detected: this request already passed through a keepproxy")
 	}
-	token := httpserver.Token(r, false)
-	if token == "" {
+	// Bearer/OAuth2 tokens as they are; Basic id:secret as the access
+	// key token v2/id/secret.
+	token, err := access.FromAuthorization(r.Header.Get("Authorization"))
+	if err != nil || token == "" {
 		return "", nil, ErrBadToken
 	}
 	id, err := g.auth.Authenticate(r.Context(), token)
@@ -114,6 +117,11 @@ func (g *Gateway) authorize(r *http.Request, scope Scope) (string, *Identity, er
 	}
 	t := metering.From(r.Context())
 	t.PrincipalKind, t.PrincipalID = id.Source, id.Name
+	if id.Storage != "" {
+		t.Storage = id.Storage
+	} else {
+		t.Storage = g.opt.DefaultStorage
+	}
 	if !id.Has(scope) {
 		return "", nil, &blockstore.Error{Kind: blockstore.KindForbidden, Msg: fmt.Sprintf("token %q may not %s (scopes: %v)", id.Name, scope, id.Scopes)}
 	}
@@ -251,6 +259,9 @@ func (g *Gateway) handlePut(w http.ResponseWriter, r *http.Request) {
 		req.Token, req.Identity, err = g.authorize(r, ScopeWrite)
 		req.Host = r.Host
 	}
+	if err == nil {
+		err = g.fitStorage(r, &req)
+	}
 	if err == nil && req.Size > blockstore.MaxBlockSize {
 		err = blockstore.E("PUT", blockstore.KindTooLarge)
 	}
@@ -347,6 +358,9 @@ func (g *Gateway) handlePost(w http.ResponseWriter, r *http.Request) {
 		req.Token, req.Identity, err = g.authorize(r, ScopeWrite)
 		req.Host = r.Host
 	}
+	if err == nil {
+		err = g.fitStorage(r, &req)
+	}
 	if err == nil && req.Size > blockstore.MaxBlockSize {
 		err = blockstore.E("POST", blockstore.KindTooLarge)
 	}
@@ -379,6 +393,8 @@ func (g *Gateway) handlePost(w http.ResponseWriter, r *http.Request) {
 // blank-line terminator is dropped and one final blank line is added, so
 // a complete answer ends in "\n\n" (or is exactly "\n" when empty).
 func (g *Gateway) handleIndex(w http.ResponseWriter, r *http.Request) {
+	// Access keys never carry the admin scope: /index is theirs to see
+	// in no storage (403).
 	token, _, err := g.authorize(r, ScopeAdmin)
 	var release func()
 	if err == nil {
@@ -477,4 +493,18 @@ func (g *Gateway) guardManagement(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// fitStorage applies the principal's storage to a PUT or POST (replicas,
+// classes) and notes what it asks for on the transfer.
+func (g *Gateway) fitStorage(r *http.Request, req *PutRequest) error {
+	st, err := g.storageOf(req.Identity)
+	if err != nil {
+		return err
+	}
+	if err := g.applyStorage(st, req, keepwire.ParseDesiredReplicas(r.Header.Get(keepwire.DesiredReplicas), 0) > 0); err != nil {
+		return err
+	}
+	metering.From(r.Context()).ReplicasWanted = req.Replicas
+	return nil
 }

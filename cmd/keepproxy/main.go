@@ -167,6 +167,16 @@ func run() error {
 	}
 	cache := gateway.NewCache(chain, cfg.TokenCacheSize, cfg.TokenCacheTTL, cfg.TokenCacheNegativeTTL, log)
 	opt.Auth = cache
+	ten, err := openTenancy(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	if ten != nil {
+		defer ten.close()
+		// Access keys first, outside the TTL cache: a revocation counts
+		// from the next request.
+		opt.Auth = gateway.Chain{ten.keys, cache}
+	}
 
 	for _, s := range cfg.Stores {
 		uuid := s.UUID
@@ -175,6 +185,7 @@ func run() error {
 		}
 		opt.Services = append(opt.Services, gateway.Service{UUID: uuid, URL: s.URL, ReadOnly: s.ReadOnly})
 	}
+	opt.Storages, opt.DefaultStorage = storagesOf(cfg, opt.Services), cfg.DefaultStorage
 	var discoveryToken string
 	if len(opt.Services) == 0 {
 		if discoveryToken, err = cfg.DiscoveryToken(); err != nil {
@@ -231,6 +242,9 @@ func run() error {
 	log.Info("keepproxy listening", "address", ln.Addr().String(), "stores", names, "default_replicas", cfg.DefaultReplicas,
 		"max_header_bytes", lim.MaxHeaderBytes, "max_header_fields", lim.MaxHeaderFields, "max_connections", lim.MaxConnections,
 		"max_connections_per_client", lim.MaxConnectionsPerClient, "idle_timeout", lim.IdleTimeout.String())
+	if ten != nil {
+		ten.serve(ctx, log)
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

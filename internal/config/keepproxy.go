@@ -93,6 +93,14 @@ type Keepproxy struct {
 	ProxyID string `mapstructure:"proxy_id"`
 	// Audit: the transfer audit log.
 	Audit Audit `mapstructure:"audit"`
+	// Storages: named pools of keepstores that access keys are bound to;
+	// DefaultStorage is the one token-file and API principals use. None:
+	// one implicit storage of every store.
+	Storages       map[string]ProxyStorage `mapstructure:"storages"`
+	DefaultStorage string                  `mapstructure:"default_storage"`
+	// State holds the access keys; Admin is the API that manages them.
+	State ProxyState `mapstructure:"state"`
+	Admin ProxyAdmin `mapstructure:"admin"`
 	// Uploader serves the browser uploader at /_upload/.
 	Uploader bool `mapstructure:"uploader"`
 	// LogLevel: debug, info, warn or error.
@@ -149,6 +157,8 @@ func DefaultKeepproxy() Keepproxy {
 		TrustedProxies: []string{"127.0.0.1", "::1"},
 		SignatureTTL:   336 * time.Hour,
 		Audit:          DefaultAudit(),
+		State:          ProxyState{Driver: "sqlite"},
+		Admin:          ProxyAdmin{Listen: "127.0.0.1:25109"},
 		Uploader:       true,
 		LogLevel:       "info",
 	}
@@ -202,8 +212,9 @@ func (c *Keepproxy) Validate() error {
 	if c.Listen == "" {
 		bad("listen: required (e.g. 127.0.0.1:25107)")
 	}
-	if c.TokenFile == "" && c.API.Host == "" {
-		bad("no token source: set token_file, or api.host (or ARVADOS_API_HOST) to validate tokens against an API server")
+	c.addStorageStores(bad)
+	if c.TokenFile == "" && c.API.Host == "" && c.State.Path == "" {
+		bad("no token source: set token_file, state.path (access keys), or api.host (or ARVADOS_API_HOST) to validate tokens against an API server")
 	}
 	if len(c.Stores) == 0 && c.API.Host == "" {
 		bad("stores: list at least one keepstore URL, or set api.host (or ARVADOS_API_HOST) to discover them")

@@ -48,6 +48,9 @@ type ClusterOptions struct {
 	Stores     int
 	StoreExtra string // YAML appended to every keepstore config
 	ProxyExtra string // YAML appended to the keepproxy config
+	// ProxyExtraFunc, if set, returns more YAML for the keepproxy config
+	// once the stores are up (e.g. storages naming their URLs).
+	ProxyExtraFunc func(stores []*Store) string
 	// NoProxy: start only the keepstores, which then accept writes
 	// without a token (the test's own keepproxy may not have it). With
 	// the proxy, the stores have write_token_file (WriteToken) and the
@@ -108,6 +111,9 @@ func StartCluster(t testing.TB, o ClusterOptions) *Cluster {
 	var stores strings.Builder
 	for _, s := range c.Stores {
 		fmt.Fprintf(&stores, "  - url: %s\n    uuid: %s\n", s.URL, s.UUID)
+	}
+	if o.ProxyExtraFunc != nil {
+		o.ProxyExtra += o.ProxyExtraFunc(c.Stores)
 	}
 	c.ProxyAddr = FreeAddr(t)
 	c.ProxyURL = "http://" + c.ProxyAddr

@@ -1,0 +1,156 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/golang-lru/v2/expirable"
+
+	"github.com/keepgate/keepgate/access"
+	"github.com/keepgate/keepgate/blockstore"
+	"github.com/keepgate/keepgate/state"
+)
+
+// AccessKeys authenticates access keys (v2/<id>/<secret> tokens; Basic
+// credentials arrive normalised to that form) against the shared state.
+//
+// Keys are cached by id, never by secret: a verify is one HMAC and a
+// constant-time compare (well under a microsecond), so every request
+// checks the secret, the expiry, the revocation and the disabled flag of
+// the cached record. Invalidate (called by the admin API after every
+// change) drops a record, so a revocation takes effect on the very next
+// request. Ids that are not found are remembered for a few seconds, so a
+// flood of made-up ids does not reach the database.
+//
+// An unknown id and a wrong secret give the same error (ErrBadToken, so
+// the chain may still try other authenticators, e.g. an Arvados API
+// server for its own v2 tokens). A right secret for a revoked, disabled
+// or expired key is a FinalRefusal that says which.
+type AccessKeys struct {
+	Store  state.Store
+	Hasher access.Hasher
+	Now    func() time.Time // default time.Now
+
+	mu      sync.Mutex
+	gen     uint64 // bumped by Invalidate: a load that raced one is not cached
+	keys    map[string]state.Key
+	unknown *expirable.LRU[string, struct{}]
+	used    map[string]time.Time
+}
+
+// NewAccessKeys returns an authenticator over store.
+func NewAccessKeys(store state.Store, h access.Hasher) *AccessKeys {
+	return &AccessKeys{Store: store, Hasher: h, Now: time.Now, keys: map[string]state.Key{},
+		unknown: expirable.NewLRU[string, struct{}](10000, nil, 5*time.Second), used: map[string]time.Time{}}
+}
+
+// unusable answers a key that may not be used; only a caller holding its
+// secret sees it.
+func unusable(id, why string) error {
+	return &FinalRefusal{Err: &blockstore.Error{Kind: blockstore.KindForbidden, Msg: fmt.Sprintf("access key %s %s", id, why)}}
+}
+
+// Authenticate implements Authenticator.
+func (a *AccessKeys) Authenticate(ctx context.Context, token string) (*Identity, error) {
+	id, secret, ok := access.ParseToken(token)
+	if !ok || access.ValidID(id) != nil {
+		return nil, ErrBadToken
+	}
+	k, err := a.key(ctx, id)
+	if errors.Is(err, state.ErrNotFound) {
+		a.Hasher.Matches(secret, a.Hasher.Hash("")) // the same work as for a known id
+		return nil, ErrBadToken
+	}
+	if err != nil {
+		return nil, blockstore.Errorf(blockstore.KindUnavailable, "access keys cannot be checked right now (the state database failed); retry shortly")
+	}
+	now := a.Now()
+	match := a.Hasher.Matches(secret, k.SecretHash)
+	if !match && len(k.PrevSecretHash) > 0 && now.Before(k.PrevSecretExpiresAt) {
+		match = a.Hasher.Matches(secret, k.PrevSecretHash)
+	}
+	switch {
+	case !match:
+		return nil, ErrBadToken
+	case !k.RevokedAt.IsZero():
+		return nil, unusable(id, "was revoked")
+	case k.Disabled:
+		return nil, unusable(id, "is disabled; ask the administrator to enable it")
+	case !k.ExpiresAt.IsZero() && !now.Before(k.ExpiresAt):
+		return nil, unusable(id, "expired at "+k.ExpiresAt.UTC().Format(time.RFC3339))
+	}
+	a.mu.Lock()
+	a.used[id] = now
+	a.mu.Unlock()
+	scopes := make([]Scope, 0, len(k.Scopes))
+	for _, s := range k.Scopes {
+		scopes = append(scopes, Scope(s))
+	}
+	return &Identity{Name: id, Scopes: scopes, Source: "access-key", Storage: k.Storage, UID: k.UID}, nil
+}
+
+func (a *AccessKeys) key(ctx context.Context, id string) (state.Key, error) {
+	a.mu.Lock()
+	k, ok := a.keys[id]
+	gen := a.gen
+	a.mu.Unlock()
+	if ok {
+		return k, nil
+	}
+	if _, ok := a.unknown.Get(id); ok {
+		return k, state.ErrNotFound
+	}
+	k, err := a.Store.GetKey(ctx, id)
+	if errors.Is(err, state.ErrNotFound) {
+		a.unknown.Add(id, struct{}{})
+	}
+	if err != nil {
+		return k, err
+	}
+	a.mu.Lock()
+	if a.gen == gen {
+		a.keys[id] = k
+	}
+	a.mu.Unlock()
+	return k, nil
+}
+
+// Invalidate forgets what is cached about id (after it was created,
+// changed, rotated or revoked).
+func (a *AccessKeys) Invalidate(id string) {
+	a.mu.Lock()
+	delete(a.keys, id)
+	a.gen++
+	a.mu.Unlock()
+	a.unknown.Remove(id)
+}
+
+// FlushUsed writes the last-used times collected since the last flush.
+func (a *AccessKeys) FlushUsed(ctx context.Context) error {
+	a.mu.Lock()
+	used := a.used
+	a.used = map[string]time.Time{}
+	a.mu.Unlock()
+	return a.Store.TouchKeys(ctx, used)
+}
+
+// KeepFlushing flushes last-used times every interval until ctx ends, and
+// once more then.
+func (a *AccessKeys) KeepFlushing(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			a.FlushUsed(fctx)
+			cancel()
+			return
+		case <-t.C:
+			a.FlushUsed(ctx)
+		}
+	}
+}

@@ -1,0 +1,48 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestStoragesConfig(t *testing.T) {
+	t.Setenv("ARVADOS_API_HOST", "")
+	base := "token_file: /x\n"
+	c, err := LoadKeepproxy(writeConf(t, base+`storages:
+  tenant-a: {stores: [http://a:1, "http://b:1/"], classes: [default], default_replicas: 2, max_replicas: 3}
+  archive: {stores: [http://c:1]}
+default_storage: tenant-a
+state: {path: /tmp/x.db, pepper_file: /tmp/pepper}
+admin: {token_file: /tmp/admin}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Stores) != 3 || c.Stores[2].URL != "http://b:1" || c.Stores[2].AsWritten != "http://b:1/" || c.DefaultStorage != "tenant-a" ||
+		c.Storages["tenant-a"].MaxReplicas != 3 || strings.Join(c.StorageNames(), ",") != "archive,tenant-a" || c.Admin.Listen != "127.0.0.1:25109" || c.State.Driver != "sqlite" {
+		t.Fatalf("%+v", c)
+	}
+	one, err := LoadKeepproxy(writeConf(t, base+"storages:\n  only: {stores: [http://a:1]}\n"))
+	if err != nil || one.DefaultStorage != "only" {
+		t.Fatalf("one storage is the default: %v %q", err, one.DefaultStorage)
+	}
+	if _, err := LoadKeepproxy(writeConf(t, "state: {path: /tmp/x.db, pepper_file: /tmp/p}\nstores: [{url: http://a:1}]\n")); err != nil {
+		t.Fatalf("access keys alone are a token source: %v", err)
+	}
+	for _, tc := range []struct{ yaml, want string }{
+		{"storages:\n  a: {stores: [http://a:1]}\n  b: {stores: [http://b:1]}\n", "default_storage: required with several storages"},
+		{"storages:\n  a: {stores: [http://a:1]}\ndefault_storage: z\n", `default_storage "z": not a configured storage; configured: a`},
+		{"stores: [{url: http://a:1}]\ndefault_storage: z\n", "no storages are configured"},
+		{"storages:\n  a: {stores: [http://a:1]}\n  b: {stores: [\"http://a:1/\"]}\ndefault_storage: a\n", "belongs to one storage only"},
+		{"storages:\n  a: {stores: []}\n", "storages.a.stores: list the keepstores"},
+		{"storages:\n  a: {stores: [ftp://a]}\n", "must be an http://"},
+		{"storages:\n  a: {stores: [http://a:1], default_replicas: 4, max_replicas: 3}\n", "want 0 ≤ default ≤ max"},
+		{"stores: [{url: http://a:1}]\nstate: {path: /tmp/x.db}\n", "state.pepper_file: required"},
+		{"stores: [{url: http://a:1}]\nadmin: {token_file: /tmp/a}\n", "need state.path"},
+		{"stores: [{url: http://a:1}]\nstate: {path: /tmp/x.db, pepper_file: /p, driver: bolt}\n", `state.driver "bolt"`},
+	} {
+		if _, err := LoadKeepproxy(writeConf(t, base+tc.yaml)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want %q", tc.yaml, err, tc.want)
+		}
+	}
+}
