@@ -4,7 +4,7 @@ export GOFLAGS := -buildvcs=false
 export GOTOOLCHAIN := local
 BIN      := $(CURDIR)/bin
 
-.PHONY: all build test test-short run bench lint fuzz setup clean
+.PHONY: all build test test-short run bench bench-tunnel lint fuzz setup clean
 
 all: build
 
@@ -34,6 +34,11 @@ bench: build
 	$(GO) run ./cmd/keepbench -out BENCHMARKS.md
 	KEEPGATE_FAIRNESS_OUT=$(CURDIR)/docs/benchmarks-fairness.md $(GO) test -run XXX -bench Fairness -benchtime 1x ./e2e/
 	KEEPGATE_AUDIT_OUT=$(CURDIR)/docs/benchmarks-audit.md $(GO) test -run XXX -bench Audit -benchtime 1x -timeout 20m ./e2e/
+
+# keeptunnel vs OpenSSH ssh -R vs direct: 64 MiB PUT/GET through keepproxy
+# (needs sshd: scripts/setup.sh test); writes docs/tunnel-benchmarks.md.
+bench-tunnel:
+	KEEPGATE_TUNNEL_BENCH_OUT=$(CURDIR)/docs/tunnel-benchmarks.md $(GO) test -count=1 -run '^TestTunnelThroughput$$' -v -timeout 20m ./e2e
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -3,8 +3,8 @@ package gateway
 import (
 	"context"
 	"crypto/sha256"
-	"errors"
 	"encoding/hex"
+	"errors"
 	"log/slog"
 	"time"
 

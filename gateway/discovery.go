@@ -13,7 +13,11 @@ import (
 
 // Discover lists the keepstores an API server reports in
 // keep_services/accessible (proxies excluded, so a proxy never forwards to
-// itself).
+// itself). A keep_services record names a host and port, so discovered
+// stores are always http:// or https://; a store behind a tunnel
+// (http+unix:///path/to/socket) is listed in keepproxy's stores instead,
+// with the uuid it has in the cluster (without one, its synthetic UUID
+// hashes the URL as written, socket path included).
 func (a *RemoteAuth) Discover(ctx context.Context, token string) ([]Service, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.BaseURL+"/arvados/v1/keep_services/accessible", nil)
 	if err != nil {

@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/keepgate/keepgate/blockstore"
@@ -20,9 +22,12 @@ import (
 
 // Service is one keepstore the gateway talks to.
 type Service struct {
-	UUID     string // rendezvous identity; the last 15 characters are hashed
-	URL      string // base URL, e.g. http://10.0.0.5:25107
-	ReadOnly bool   // never written to
+	UUID string // rendezvous identity; the last 15 characters are hashed
+	// URL is the base URL, e.g. http://10.0.0.5:25107, or
+	// http+unix:///run/keepgate/tunnels/lab1/store.sock for a store
+	// reached through a unix socket (a keeptunnel forward).
+	URL      string
+	ReadOnly bool // never written to
 }
 
 // SyntheticUUID gives a store configured only by URL the UUID Arvados'
@@ -34,26 +39,125 @@ func SyntheticUUID(cluster, url string) string {
 
 // upstream is the HTTP client side of the Keep protocol toward keepstores.
 type upstream struct {
-	client *http.Client
+	client     *http.Client // http:// and https:// stores
+	unixClient *http.Client // http+unix:// stores
+	sockets    *unixSockets
 }
 
 func newUpstream(rt http.RoundTripper) *upstream {
-	if rt == nil {
-		rt = &http.Transport{
-			Proxy:                 nil,
-			DialContext:           (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			TLSHandshakeTimeout:   4 * time.Second,
-			ResponseHeaderTimeout: 2 * time.Minute,
-			ExpectContinueTimeout: time.Second,
-			MaxIdleConns:          256,
-			MaxIdleConnsPerHost:   64,
-			IdleConnTimeout:       90 * time.Second,
-			DisableCompression:    true,
-			WriteBufferSize:       256 << 10,
-			ReadBufferSize:        256 << 10,
-		}
+	sockets := &unixSockets{hold: unixDownHold}
+	noRedirect := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	if rt != nil {
+		c := &http.Client{Transport: rt, CheckRedirect: noRedirect}
+		return &upstream{client: c, unixClient: c, sockets: sockets}
 	}
-	return &upstream{client: &http.Client{Transport: rt, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+	tcp := &http.Transport{
+		Proxy:                 nil,
+		DialContext:           (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSHandshakeTimeout:   4 * time.Second,
+		ResponseHeaderTimeout: 2 * time.Minute,
+		ExpectContinueTimeout: time.Second,
+		MaxIdleConns:          256,
+		MaxIdleConnsPerHost:   64,
+		IdleConnTimeout:       90 * time.Second,
+		DisableCompression:    true,
+		WriteBufferSize:       256 << 10,
+		ReadBufferSize:        256 << 10,
+	}
+	// Stores behind a tunnel: a fresh connection per request. A pooled
+	// connection would still lead into the tunnel session it was made
+	// through; after that session's path froze and keeptunnel rebound the
+	// socket in a new session, a request on it would hang instead of
+	// reaching the store. Connecting is local (the socket) plus one
+	// channel open to the site.
+	unix := tcp.Clone()
+	unix.DialContext = sockets.dial
+	unix.DisableKeepAlives = true
+	return &upstream{
+		client:     &http.Client{Transport: tcp, CheckRedirect: noRedirect},
+		unixClient: &http.Client{Transport: unix, CheckRedirect: noRedirect},
+		sockets:    sockets,
+	}
+}
+
+// unixDialTimeout bounds the connect to a store's unix socket: a local
+// operation that either works at once or not at all.
+const unixDialTimeout = time.Second
+
+// unixDownHold: after a dial to a store's socket was refused (nothing
+// listening: the tunnel is down) or found no socket, further requests to
+// that store fail at once for this long without dialling, as for any
+// store that is down: they fail over to the next store and do not hammer
+// the socket.
+const unixDownHold = 500 * time.Millisecond
+
+// unixSockets maps the synthetic host names that requests to http+unix
+// stores carry (the request URL needs a host) to the socket paths, and
+// remembers sockets that refused a dial.
+type unixSockets struct {
+	hold  time.Duration
+	paths sync.Map // host -> socket path
+	mu    sync.Mutex
+	down  map[string]downSocket // path -> last refusal
+}
+
+type downSocket struct {
+	at  time.Time
+	err error
+}
+
+// host names path in request URLs: unix-<md5(path)[:16]>.invalid.
+func (s *unixSockets) host(path string) string {
+	sum := md5.Sum([]byte(path))
+	h := "unix-" + hex.EncodeToString(sum[:8]) + ".invalid"
+	s.paths.LoadOrStore(h, path)
+	return h
+}
+
+// dial is the http+unix transport's DialContext.
+func (s *unixSockets) dial(ctx context.Context, _, addr string) (net.Conn, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
+	p, ok := s.paths.Load(host)
+	if !ok {
+		return nil, &net.OpError{Op: "dial", Net: "unix", Err: fmt.Errorf("no socket known for host %q", host)}
+	}
+	path := p.(string)
+	s.mu.Lock()
+	if d, ok := s.down[path]; ok && time.Since(d.at) < s.hold {
+		s.mu.Unlock()
+		return nil, &net.OpError{Op: "dial", Net: "unix", Addr: &net.UnixAddr{Name: path, Net: "unix"},
+			Err: fmt.Errorf("store socket refused a connection %v ago (tunnel down?): %w", time.Since(d.at).Round(time.Millisecond), d.err)}
+	}
+	s.mu.Unlock()
+	c, err := (&net.Dialer{Timeout: unixDialTimeout}).DialContext(ctx, "unix", path)
+	if err != nil && (errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT)) {
+		s.mu.Lock()
+		if s.down == nil {
+			s.down = map[string]downSocket{}
+		}
+		s.down[path] = downSocket{at: time.Now(), err: err}
+		s.mu.Unlock()
+	} else if err == nil {
+		s.mu.Lock()
+		delete(s.down, path)
+		s.mu.Unlock()
+	}
+	return c, err
+}
+
+// unixURLPrefix starts the URL of a store reached through a unix socket:
+// http+unix:///path/to/socket.
+const unixURLPrefix = "http+unix://"
+
+// target returns the client and base URL for requests to svc.
+func (u *upstream) target(svc Service) (*http.Client, string) {
+	if path, ok := strings.CutPrefix(svc.URL, unixURLPrefix); ok {
+		return u.unixClient, "http://" + u.sockets.host(path)
+	}
+	return u.client, svc.URL
 }
 
 type putHeaders struct {
@@ -72,7 +176,8 @@ type putReply struct {
 // put sends one block to one store.
 func (u *upstream) put(ctx context.Context, svc Service, h blockstore.Hash, size int64, body io.Reader, hd putHeaders) (putReply, error) {
 	metering.Touch(ctx, svc.UUID)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, svc.URL+"/"+h.String(), nil)
+	client, base := u.target(svc)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, base+"/"+h.String(), nil)
 	if err != nil {
 		return putReply{}, blockstore.E("upstream.put", blockstore.KindInternal, err)
 	}
@@ -91,7 +196,7 @@ func (u *upstream) put(ctx context.Context, svc Service, h blockstore.Hash, size
 	if len(hd.classes) > 0 {
 		req.Header.Set(keepwire.StorageClasses, strings.Join(hd.classes, ", "))
 	}
-	resp, err := u.client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return putReply{}, upstreamErr(svc, err)
 	}
@@ -114,7 +219,8 @@ func (u *upstream) put(ctx context.Context, svc Service, h blockstore.Hash, size
 // a Range request. The caller closes the body.
 func (u *upstream) get(ctx context.Context, svc Service, loc string, method, token, requestID string, off int64) (*http.Response, error) {
 	metering.Touch(ctx, svc.UUID)
-	req, err := http.NewRequestWithContext(ctx, method, svc.URL+"/"+loc, nil)
+	client, base := u.target(svc)
+	req, err := http.NewRequestWithContext(ctx, method, base+"/"+loc, nil)
 	if err != nil {
 		return nil, blockstore.E("upstream.get", blockstore.KindInternal, err)
 	}
@@ -122,7 +228,7 @@ func (u *upstream) get(ctx context.Context, svc Service, loc string, method, tok
 	if off > 0 {
 		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", off))
 	}
-	resp, err := u.client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return nil, upstreamErr(svc, err)
 	}

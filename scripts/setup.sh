@@ -15,8 +15,8 @@ ts() { echo "[setup +${SECONDS}s] $*" >&2; }
 pkgs=(nginx openssl curl)
 bins=(nginx openssl curl)
 if [ "$MODE" = test ]; then
-  pkgs+=(runit chromium rsyslog logrotate)
-  bins+=(runsvdir chromium rsyslogd logrotate)
+  pkgs+=(runit chromium openssh-server rsyslog logrotate)
+  bins+=(runsvdir chromium sshd rsyslogd logrotate)
 fi
 
 minio_pid=

@@ -110,7 +110,13 @@ type Keepproxy struct {
 	apiHostFromEnv bool
 }
 
-// ProxyStore is one keepstore.
+// UnixStoreScheme is the URL scheme of a keepstore reached through a unix
+// socket (http+unix:///path/to/socket), e.g. a keeptunnel forward; the
+// socket path is the URL's path.
+const UnixStoreScheme = "http+unix"
+
+// ProxyStore is one keepstore. URL is http://host:port, https://host:port
+// or http+unix:///path/to/socket.
 type ProxyStore struct {
 	URL      string `mapstructure:"url"`
 	UUID     string `mapstructure:"uuid"` // optional; default <cluster>-bi6l4-<md5(url as written)[:15]>
@@ -223,8 +229,15 @@ func (c *Keepproxy) Validate() error {
 	for i := range c.Stores {
 		s := &c.Stores[i]
 		u, err := url.Parse(s.URL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			bad("stores[%d].url %q: must be an http:// or https:// URL", i, s.URL)
+		if err == nil && u.Scheme == UnixStoreScheme {
+			// A keepstore reached through a unix socket (a keeptunnel
+			// forward): http+unix:///run/keepgate/tunnels/lab1/store.sock.
+			if u.Host != "" || !strings.HasPrefix(u.Path, "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+				bad("stores[%d].url %q: an http+unix URL is http+unix:// followed by the socket's absolute path, e.g. http+unix:///run/keepgate/tunnels/lab1/store.sock", i, s.URL)
+				continue
+			}
+		} else if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("stores[%d].url %q: must be an http://, https:// or http+unix:// URL", i, s.URL)
 			continue
 		}
 		s.AsWritten = s.URL
