@@ -11,6 +11,13 @@ type BlockInfo struct {
 	Hash  Hash
 	Size  int64
 	Mtime time.Time // last written or touched
+	// Checksums, set by Get only, are the copy's chunk checksums when it
+	// has usable ones; the caller reads through NewChunkReader then. Nil
+	// for a copy written before checksums existed, or whose checksum data
+	// is missing or damaged (the volume logs that): the caller verifies
+	// such a copy by its MD5, and may then give it checksums with
+	// SetChecksums.
+	Checksums *Checksums
 }
 
 // TrashPolicy is what a volume needs to know to trash blocks safely.
@@ -27,16 +34,25 @@ type TrashPolicy struct {
 // Volume is one place blocks live: a directory, an S3 bucket, memory.
 //
 // Contract, checked for every implementation by blockstore/volumetest:
-//   - Put is all or nothing. It reads r to its end, verifies that the bytes
-//     hash to h and number exactly size (NewVerifyingReader), and only then
-//     makes the block visible. On any failure — wrong hash, short or long
+//   - Put is all or nothing. It reads r to its end through NewPutReader,
+//     which verifies that the bytes hash to h and number exactly size (or,
+//     for a Vouched body, match its sender's chunk checksums), and only
+//     then makes the block visible, together with the chunk checksums the
+//     PutReader computed: a Get that finds the block finds them too (a
+//     crash may leave checksums without their block, never a new block
+//     without checksums). On any failure — wrong hash, short or long
 //     body, r failing, ctx cancelled, Full — no trace of the block is
 //     visible to Get, Stat or Index. Putting a block that already exists
 //     refreshes its mtime. Concurrent Puts of one hash are safe.
 //   - Get returns a reader over bytes [off, off+n) of the block (n < 0: to
 //     the end), and the block's info. A missing block is KindNotFound,
 //     reported before any byte; off beyond the size is KindBadRange. The
-//     reader returns the raw stored bytes; callers verify full reads.
+//     reader returns the raw stored bytes (uncompressed); callers verify
+//     them: chunk by chunk with info.Checksums when the copy has them
+//     (reading from chunk boundaries), else by the MD5 of a full read.
+//   - SetChecksums stores chunk checksums for a copy that has none, after
+//     the caller verified the whole copy by its MD5. KindNotFound when the
+//     block is absent.
 //   - Stat, Touch: KindNotFound when absent. Touch sets mtime to now.
 //   - Trash hides the block from Get/Stat/Index (a silent no-op when the
 //     block is younger than the policy's MinAge); Untrash brings it back
@@ -55,6 +71,7 @@ type Volume interface {
 	Untrash(ctx context.Context, h Hash) error
 	EmptyTrash(ctx context.Context) error
 	Index(ctx context.Context, prefix string, fn func(BlockInfo) error) error
+	SetChecksums(ctx context.Context, h Hash, sums *Checksums) error
 	// DeviceID identifies the backing storage, e.g. "dir:/srv/keep0".
 	DeviceID() string
 }
@@ -72,6 +89,9 @@ func (readOnly) Touch(context.Context, Hash) error                 { return roEr
 func (readOnly) Trash(context.Context, Hash) error                 { return roErr("Trash") }
 func (readOnly) Untrash(context.Context, Hash) error               { return roErr("Untrash") }
 func (readOnly) EmptyTrash(context.Context) error                  { return nil }
+func (readOnly) SetChecksums(context.Context, Hash, *Checksums) error {
+	return roErr("SetChecksums")
+}
 
 // CheckRange validates off/n against size and returns the number of bytes
 // to read.

@@ -50,10 +50,13 @@ type Block struct {
 	tried   map[int]bool
 	reader  io.Reader // verifying wrapper (or r itself)
 	lastErr error
-	// trusted: the stores vouch for the bytes (keepwire.DataVerified), so the
-	// gateway does not hash them; failover then re-reads the whole block
-	// from another vouching store and skips what was already sent.
+	// trusted: the stores vouch for every byte they send
+	// (keepwire.DataVerified: each chunk checked against its CRC32C right
+	// before it is sent), so the gateway does not hash them; failover then
+	// continues with a Range request only from a store that vouches too.
 	trusted bool
+	// corrupt: a store answered that its copy failed its checksum.
+	corrupt bool
 }
 
 // Open finds the block on the stores in probe order: 404 only when every
@@ -147,9 +150,9 @@ func (b *Block) openAt(i int) error {
 	b.g.metrics.upstreamAttempts.WithLabelValues(svc.UUID, b.method()).Inc()
 	first := b.resp == nil
 	off := int64(0)
-	if !first && !b.trusted {
+	if !first {
 		off = b.Offset + b.read
-	} else if first && b.req.Range != nil {
+	} else if b.req.Range != nil {
 		off = b.req.Range.From
 	}
 	resp, err := b.g.up.get(b.ctx, svc, b.upstreamLocator(), b.method(), b.req.Token, b.reqID, off)
@@ -157,6 +160,7 @@ func (b *Block) openAt(i int) error {
 		if k := blockstore.KindOf(err); k != blockstore.KindCanceled && k != blockstore.KindNotFound && k != blockstore.KindBadRange {
 			b.g.metrics.upstreamFailures.WithLabelValues(svc.UUID, b.method()).Inc()
 		}
+		b.corrupt = b.corrupt || isChecksumError(err)
 		b.lastErr = err
 		return err
 	}
@@ -175,15 +179,15 @@ func (b *Block) openAt(i int) error {
 	if resp.StatusCode == http.StatusOK && off > 0 {
 		skip = off // the store ignored Range: discard what we already have
 	}
-	vouched := resp.StatusCode == http.StatusOK && resp.Header.Get(keepwire.DataVerified) == "md5"
+	// Only a chunk-by-chunk promise on the bytes actually sent counts: an
+	// earlier keepstore's "md5" was a check of another read of the file.
+	vouched := resp.Header.Get(keepwire.DataVerified) == keepwire.VerifiedChunks
 	if first {
-		b.trusted = vouched && !b.req.Head && b.req.Range == nil && b.req.Locator.HasSize()
-	} else if b.trusted {
-		if !vouched {
-			resp.Body.Close()
-			return &blockstore.Error{Kind: blockstore.KindBadGateway, Msg: "store cannot vouch for the block's bytes"}
-		}
-		skip = b.read
+		b.trusted = vouched && !b.req.Head && b.req.Locator.HasSize()
+	} else if b.trusted && !vouched {
+		resp.Body.Close()
+		b.lastErr = &blockstore.Error{Kind: blockstore.KindBadGateway, Msg: "store " + svc.UUID + " cannot vouch for the rest of the block's bytes"}
+		return b.lastErr
 	}
 	if first {
 		b.Size = size
@@ -287,6 +291,9 @@ func (b *Block) failover() error {
 		if err := sleepCtx(b.ctx, backoff(pass+1)); err != nil {
 			return blockstore.E("gateway.Read", blockstore.KindCanceled, err)
 		}
+	}
+	if b.corrupt {
+		return &blockstore.Error{Op: "gateway.Read", Kind: blockstore.KindCorrupt, Msg: "checksum mismatch in stored data: the rest of the block failed its checksum on every store that has it", Err: b.lastErr}
 	}
 	return &blockstore.Error{Op: "gateway.Read", Kind: blockstore.KindBadGateway, Msg: "every store failed while sending the block", Err: b.lastErr}
 }

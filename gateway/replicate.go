@@ -55,12 +55,15 @@ func (g *Gateway) Put(ctx context.Context, req PutRequest) (PutResult, error) {
 	}
 	defer g.budget.Release(who, need)
 
-	tee := NewTee(req.Hash, req.Size, g.window, g.opt.VerifyPuts)
-	defer tee.Release()
-	w := &putRun{g: g, req: req, tee: tee, stores: stores, reqID: httpserver.RequestIDFrom(ctx), storeToken: req.Token}
+	w := &putRun{g: g, req: req, stores: stores, reqID: httpserver.RequestIDFrom(ctx), storeToken: req.Token}
 	if g.opt.StoreWriteToken != "" {
 		w.storeToken = g.opt.StoreWriteToken
 	}
+	// On the checksum path (checksum_put.go) the tee checks the MD5: the
+	// stores then do not.
+	tee := NewTee(req.Hash, req.Size, g.window, g.opt.VerifyPuts || w.vouches())
+	defer tee.Release()
+	w.tee = tee
 	slots := req.Replicas
 	if slots > len(stores) {
 		slots = len(stores)
@@ -88,9 +91,11 @@ func (g *Gateway) Put(ctx context.Context, req PutRequest) (PutResult, error) {
 	for k, v := range w.classes {
 		res.Classes[k] = v
 	}
-	if res.Replicas == 0 && w.lastErr != nil && statusOfUpstream(w.lastErr) == 400 {
+	if res.Replicas == 0 && w.lastErr != nil && statusOfUpstream(w.lastErr) == 400 && !tee.Verifies() {
 		// The stores refused the body itself (it does not hash to the
 		// URL's hash, or is not the declared length): the client's fault.
+		// (When the tee checked the MD5 itself, a refusal is damage on the
+		// way to the store, not the client's.)
 		return res, &blockstore.Error{Op: "gateway.Put", Kind: blockstore.KindHashMismatch, Msg: "the keep stores refused the body: " + blockstore.Message(w.lastErr), Err: w.lastErr}
 	}
 	if res.Replicas < req.Replicas {
@@ -142,7 +147,7 @@ func (w *putRun) nextStore(first bool) (Service, *TeeReader) {
 
 func (w *putRun) writer(ctx context.Context, svc Service, r *TeeReader) {
 	for r != nil {
-		reply, err := w.putOne(ctx, svc, r, w.req.Size)
+		reply, err := w.putOne(ctx, svc, r, w.req.Size, w.tee.Checksums)
 		if err == nil {
 			r.Close()
 			w.record(svc, reply)
@@ -163,7 +168,10 @@ func (w *putRun) writer(ctx context.Context, svc Service, r *TeeReader) {
 }
 
 // putOne runs one upstream PUT, cancelling it if the store stops reading.
-func (w *putRun) putOne(ctx context.Context, svc Service, body io.Reader, size int64) (putReply, error) {
+// sums, when the body is verified by the gateway (the tee, or makeUp's
+// verifying reader), returns its chunk checksums once it has ended; the
+// store then checks those instead of the MD5 (checksum_put.go).
+func (w *putRun) putOne(ctx context.Context, svc Service, body io.Reader, size int64, sums func() *blockstore.Checksums) (putReply, error) {
 	w.g.metrics.upstreamAttempts.WithLabelValues(svc.UUID, "PUT").Inc()
 	cctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -184,7 +192,11 @@ func (w *putRun) putOne(ctx context.Context, svc Service, body io.Reader, size i
 			}
 		}()
 	}
-	return w.g.up.put(cctx, svc, w.req.Hash, size, body, putHeaders{token: w.storeToken, replicas: w.req.Replicas, classes: w.req.Classes, requestID: w.reqID})
+	hd := putHeaders{token: w.storeToken, replicas: w.req.Replicas, classes: w.req.Classes, requestID: w.reqID}
+	if w.vouches() && sums != nil {
+		return w.g.up.putVouched(cctx, svc, w.req.Hash, size, body, sums, hd)
+	}
+	return w.g.up.put(cctx, svc, w.req.Hash, size, body, hd)
 }
 
 func (w *putRun) record(svc Service, rep putReply) {
@@ -236,8 +248,9 @@ func (w *putRun) makeUp(ctx context.Context) {
 			w.fail(src, err, 0)
 			return
 		}
-		body := blockstore.NewVerifyingReader(resp.Body, w.req.Hash, w.req.Size)
-		rep, err := w.putOne(ctx, dst, body, w.req.Size)
+		var sums blockstore.ChunkHasher
+		body := blockstore.NewVerifyingReader(hashingBody{resp.Body, &sums}, w.req.Hash, w.req.Size)
+		rep, err := w.putOne(ctx, dst, body, w.req.Size, sums.Sum)
 		resp.Body.Close()
 		if err != nil {
 			w.fail(dst, err, 0)

@@ -41,6 +41,9 @@ type Tee struct {
 	writing int       // WriteTo calls currently writing from a chunk
 	done    bool      // whole body published and verified
 	md5     hash.Hash // nil: no verification here
+	// sums are the chunk checksums of the body, computed in the MD5 pass
+	// (only when the tee verifies); final once done.
+	sums blockstore.ChunkHasher
 }
 
 // NewTee makes a tee for a body of exactly size bytes naming block h;
@@ -103,6 +106,7 @@ func (t *Tee) Pump(body io.Reader) error {
 		}
 		if t.md5 != nil {
 			t.md5.Write((*chunk)[:n])
+			t.sums.Write((*chunk)[:n])
 		}
 		last := filled+int64(n) == t.size
 		if last {
@@ -129,6 +133,22 @@ func (t *Tee) Pump(body io.Reader) error {
 			return nil
 		}
 	}
+}
+
+// Verifies reports whether the tee checks the body's MD5 itself.
+func (t *Tee) Verifies() bool { return t.md5 != nil }
+
+// Checksums are the chunk checksums of the verified body: nil unless the
+// tee verifies and the whole body has been published (a reader has seen
+// io.EOF). They were computed over the same bytes, in the same pass, as
+// the MD5 that matched the block's name.
+func (t *Tee) Checksums() *blockstore.Checksums {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.md5 == nil || !t.done {
+		return nil
+	}
+	return t.sums.Sum()
 }
 
 func (t *Tee) fail(err error) error {

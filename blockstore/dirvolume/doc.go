@@ -12,6 +12,7 @@
 //	Root/abc/H.zst.N               a block stored compressed: one zstd frame
 //	Root/abc/H.trash.D             a trashed raw block, deleted by EmptyTrash after D
 //	Root/abc/H.zst.N.trash.D       a trashed compressed block
+//	Root/abc/H.crc32c              the block's chunk checksums (blockstore.Checksums.Marshal)
 //	Root/abc/.tmp-H-R              a Put in progress (R random); removed by New
 //
 // Raw blocks and raw trash use exactly Arvados' names, so Arvados and
@@ -57,11 +58,26 @@
 // fsyncs the subdirectory; Trash does not (a trash lost in a crash only
 // brings the block back).
 //
-// Get returns the stored bytes without checking them against the hash:
-// verification is the caller's job (blockstore.NewVerifyingWriter). It does
-// report a file that ends before its stated size, and a compressed file that
-// does not decode to exactly its stated size or fails its zstd checksum, as
-// blockstore.KindCorrupt.
+// Put also writes the block's chunk checksums (CRC32C per 1 MiB of the
+// uncompressed bytes, computed by blockstore.NewPutReader) into a synced
+// temp file and renames it to H.crc32c just before it renames the block
+// into place, under the hash's lock. A crash between the two renames
+// leaves a checksum file without a new block — harmless, because the file
+// is a function of the block's name (it carries H and its own CRC): it is
+// right for any sound copy of H, an older one included, and New and
+// EmptyTrash remove a checksum file whose block is gone. A crash can never
+// leave a new block without its checksums. One checksum file serves every
+// form of the block (raw, compressed, trashed). An Arvados keepstore
+// ignores the name. A damaged or foreign checksum file (bad CRC, another
+// block's hash or size) is logged and treated as absent: the block is then
+// verified by its MD5 and the file rewritten (SetChecksums).
+//
+// Get returns the stored bytes without checking them; it returns the
+// block's checksums in BlockInfo.Checksums, and verification is the
+// caller's job (blockstore.NewChunkReader, or the MD5 for a block without
+// checksums). It does report a file that ends before its stated size, and
+// a compressed file that does not decode to exactly its stated size or
+// fails its zstd checksum, as blockstore.KindCorrupt.
 //
 // # Concurrency
 //

@@ -149,6 +149,7 @@ func (v *Volume) open(br *blockReader, l located, h blockstore.Hash, off, n int6
 	if br.remain, err = blockstore.CheckRange(off, n, info.Size); err != nil {
 		return info, blockstore.E(op, err)
 	}
+	info.Checksums = v.readSums(h, info.Size)
 	if !l.name.zst {
 		if _, err := br.f.Seek(off, io.SeekStart); err != nil {
 			return info, blockstore.E(op, "cannot seek in the block file", err)

@@ -12,7 +12,21 @@ const (
 	zstInfix   = ".zst."
 	trashInfix = ".trash."
 	tmpPrefix  = ".tmp-"
+	// sumsSuffix names a block's chunk-checksum sidecar: H.crc32c.
+	sumsSuffix = ".crc32c"
 )
+
+// sumsName is the sidecar file of the block hash (32 hex), inside the root.
+func sumsName(hash string) string { return join(subdir(hash), hash+sumsSuffix) }
+
+// isSumsName reports whether name (an entry of a subdirectory) is a
+// sidecar, and of which hash.
+func isSumsName(name string) (string, bool) {
+	if len(name) == 32+len(sumsSuffix) && name[32:] == sumsSuffix && blockstore.IsHexPrefix(name[:32]) {
+		return name[:32], true
+	}
+	return "", false
+}
 
 // fileName is a parsed entry of a hex subdirectory.
 type fileName struct {

@@ -50,7 +50,7 @@ func (v *Volume) Put(ctx context.Context, h blockstore.Hash, r io.Reader, size i
 		}
 	}()
 
-	name, err := v.writeBlock(ctx, f, h, r, size)
+	name, sums, err := v.writeBlock(ctx, f, h, r, size)
 	if err != nil {
 		return err
 	}
@@ -58,8 +58,24 @@ func (v *Volume) Put(ctx context.Context, h blockstore.Hash, r io.Reader, size i
 	if err := v.root.Chtimes(tmp, now, now); err != nil {
 		return v.ioErr(op, "cannot set the block file's mtime", err)
 	}
+	// The checksum file is written before the block file is synced: the
+	// journal commit of that sync then usually carries it too, and its own
+	// sync has little left to do.
+	sumsTmp, sf, err := v.writeSumsTemp(op, h, sums)
+	if err != nil {
+		return err
+	}
+	defer v.root.Remove(sumsTmp) // a no-op once renamed
 	if err := f.Sync(); err != nil {
+		sf.Close()
 		return v.ioErr(op, "cannot sync the block file to disk", err)
+	}
+	err = sf.Sync()
+	if cerr := sf.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return v.ioErr(op, "cannot sync the block's checksum file to disk", err)
 	}
 	err, f = f.Close(), nil
 	if err != nil {
@@ -69,9 +85,19 @@ func (v *Volume) Put(ctx context.Context, h blockstore.Hash, r io.Reader, size i
 		return blockstore.E(op, err)
 	}
 
+	// The sidecar goes into place first: a crash between the two renames
+	// leaves checksums without a new block (harmless: they are a function
+	// of the block's name, so they are right for any sound copy of it),
+	// never a new block without checksums.
 	mu := v.lock(h)
 	mu.Lock()
-	err = v.root.Rename(tmp, join(dir, name))
+	err = v.root.Rename(sumsTmp, sumsName(hash))
+	if err == nil {
+		if v.afterSums != nil {
+			v.afterSums()
+		}
+		err = v.root.Rename(tmp, join(dir, name))
+	}
 	if err == nil {
 		committed = true
 		v.dropOtherForms(hash, name)
@@ -86,11 +112,38 @@ func (v *Volume) Put(ctx context.Context, h blockstore.Hash, r io.Reader, size i
 	return nil
 }
 
+// writeSumsTemp writes the encoded checksums of h into a temp file in h's
+// subdirectory and returns its name and the open file, not yet synced.
+func (v *Volume) writeSumsTemp(op string, h blockstore.Hash, sums *blockstore.Checksums) (string, tempFile, error) {
+	hash := h.String()
+	name, f, err := v.createTemp(op, subdir(hash), hash)
+	if err != nil {
+		return "", nil, err
+	}
+	if _, err := f.Write(sums.Marshal(h)); err != nil {
+		f.Close()
+		v.root.Remove(name)
+		return "", nil, v.ioErr(op, "cannot write the block's checksum file", err)
+	}
+	return name, f, nil
+}
+
 // writeBlock copies the verified body of h into w, raw or compressed, and
-// returns the file name the block must get.
-func (v *Volume) writeBlock(ctx context.Context, w io.Writer, h blockstore.Hash, r io.Reader, size int64) (string, error) {
+// returns the file name the block must get and its chunk checksums.
+func (v *Volume) writeBlock(ctx context.Context, w io.Writer, h blockstore.Hash, r io.Reader, size int64) (string, *blockstore.Checksums, error) {
+	pr := blockstore.NewPutReader(r, h, size)
+	name, err := v.writeVerified(ctx, w, h, pr, size)
+	if err != nil {
+		return "", nil, err
+	}
+	return name, pr.Checksums(), nil
+}
+
+// writeVerified copies pr into w, raw or compressed, and returns the file
+// name the block must get.
+func (v *Volume) writeVerified(ctx context.Context, w io.Writer, h blockstore.Hash, pr *blockstore.PutReader, size int64) (string, error) {
 	const op = "dirvolume.Put"
-	src := blockstore.ContextReader(ctx, blockstore.NewVerifyingReader(r, h, size))
+	src := blockstore.ContextReader(ctx, pr)
 	bp := getBuf()
 	defer putBuf(bp)
 	buf := *bp

@@ -73,6 +73,9 @@ func (v *Volume) Trash(ctx context.Context, h blockstore.Hash) error {
 			if err := v.root.Remove(p); err != nil && !isNotExist(err) {
 				return v.ioErr(op, "cannot delete the block file", err)
 			}
+			if err := v.root.Remove(sumsName(l.name.hash)); err != nil && !isNotExist(err) {
+				v.log.Warn("cannot remove the checksum file of a deleted block", "file", v.abs(sumsName(l.name.hash)), "err", err)
+			}
 			continue
 		}
 		n.trash, n.deadline = true, deadline
@@ -161,7 +164,12 @@ func (v *Volume) EmptyTrash(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return blockstore.E(op, err)
 		}
+		var sidecars []string
 		err := v.eachName(dir, func(name string) error {
+			if hash, ok := isSumsName(name); ok {
+				sidecars = append(sidecars, hash)
+				return nil
+			}
 			n, ok := parseName(name)
 			if !ok || !n.trash {
 				return nil
@@ -182,6 +190,9 @@ func (v *Volume) EmptyTrash(ctx context.Context) error {
 		})
 		if err != nil && firstErr == nil {
 			firstErr = blockstore.E(op, "cannot list a volume subdirectory", err)
+		}
+		for _, hash := range sidecars {
+			v.dropOrphanSums(hash)
 		}
 	}
 	if deleted > 0 {

@@ -60,6 +60,9 @@ type Volume struct {
 	// openTemp creates a temp file for Put; tests replace it to inject
 	// write failures.
 	openTemp func(name string) (tempFile, error)
+	// afterSums, when set (tests), runs between the sidecar's rename and
+	// the block's in Put.
+	afterSums func()
 
 	closeOnce sync.Once
 	closeErr  error
@@ -153,7 +156,12 @@ func (v *Volume) removeTempFiles() error {
 	}
 	removed, failed := 0, 0
 	for _, dir := range dirs {
+		var sidecars []string
 		err := v.eachName(dir, func(name string) error {
+			if hash, ok := isSumsName(name); ok {
+				sidecars = append(sidecars, hash)
+				return nil
+			}
 			if strings.HasPrefix(name, tmpPrefix) {
 				if err := v.root.Remove(join(dir, name)); err != nil && !isNotExist(err) {
 					v.log.Warn("cannot remove leftover temp file", "file", join(dir, name), "err", err)
@@ -171,6 +179,11 @@ func (v *Volume) removeTempFiles() error {
 		if err != nil {
 			return blockstore.E(op, blockstore.KindUnavailable,
 				fmt.Sprintf("cannot list volume directory %s: check its permissions", filepath.Join(v.rootPath, dir)), err)
+		}
+		for _, hash := range sidecars {
+			if v.dropOrphanSums(hash) {
+				removed++
+			}
 		}
 	}
 	if removed > 0 || failed > 0 {

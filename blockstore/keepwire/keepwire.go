@@ -22,10 +22,21 @@ const (
 	StorageClassesConfirmed = "X-Keep-Storage-Classes-Confirmed"
 	Signature               = "X-Keep-Signature"
 	LocatorHeader           = "X-Keep-Locator"
-	// DataVerified is keepstore's promise that a whole-block GET body was
-	// MD5-checked before its first byte (value "md5").
-	DataVerified = "X-Keep-Data-Verified"
-	RequestID    = "X-Request-Id"
+	// DataVerified on a GET response (200 or 206) is keepstore's promise,
+	// with value VerifiedChunks, that every byte of the body is checked
+	// against its chunk's CRC32C right before it is sent (a bad chunk
+	// ends the body short instead). Earlier keepstores sent "md5" for a
+	// whole-block check made before the first byte, on another read of
+	// the file than the one sent: keepproxy no longer trusts that.
+	DataVerified   = "X-Keep-Data-Verified"
+	VerifiedChunks = "crc32c"
+	// ChunkChecksums is the PUT trailer in which keepproxy (with its store
+	// write token) sends the chunk checksums of a body whose MD5 it has
+	// checked (blockstore.Checksums.EncodeText); a keepstore then checks
+	// them instead of hashing MD5 again. Keepstores that do not know it
+	// ignore it.
+	ChunkChecksums = "X-Keep-Chunk-Checksums"
+	RequestID      = "X-Request-Id"
 )
 
 // CORS values of KEEP-PROTOCOL §7, byte for byte.

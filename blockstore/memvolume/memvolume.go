@@ -16,6 +16,7 @@ import (
 
 type entry struct {
 	data    []byte
+	sums    *blockstore.Checksums // nil: none (DropChecksums)
 	mtime   time.Time
 	trashed time.Time // zero when live
 }
@@ -48,7 +49,8 @@ func (v *Volume) Put(ctx context.Context, h blockstore.Hash, r io.Reader, size i
 	if size > 0 {
 		buf.Grow(int(size))
 	}
-	if _, err := io.Copy(&buf, blockstore.ContextReader(ctx, blockstore.NewVerifyingReader(r, h, size))); err != nil {
+	pr := blockstore.NewPutReader(r, h, size)
+	if _, err := io.Copy(&buf, blockstore.ContextReader(ctx, pr)); err != nil {
 		return blockstore.E("memvolume.Put", err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -56,7 +58,7 @@ func (v *Volume) Put(ctx context.Context, h blockstore.Hash, r io.Reader, size i
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	v.blocks[h] = &entry{data: buf.Bytes(), mtime: v.Now()}
+	v.blocks[h] = &entry{data: buf.Bytes(), sums: pr.Checksums(), mtime: v.Now()}
 	return nil
 }
 
@@ -64,11 +66,19 @@ func (v *Volume) Put(ctx context.Context, h blockstore.Hash, r io.Reader, size i
 func (v *Volume) Get(ctx context.Context, h blockstore.Hash, off, n int64) (io.ReadCloser, blockstore.BlockInfo, error) {
 	v.mu.Lock()
 	e, ok := v.blocks[h]
+	var cp entry
+	if ok {
+		cp = *e
+	}
 	v.mu.Unlock()
 	if !ok {
 		return nil, blockstore.BlockInfo{}, notFound("Get")
 	}
+	e = &cp
 	info := blockstore.BlockInfo{Hash: h, Size: int64(len(e.data)), Mtime: e.mtime}
+	if e.sums.Valid(info.Size) {
+		info.Checksums = e.sums
+	}
 	n, err := blockstore.CheckRange(off, n, info.Size)
 	if err != nil {
 		return nil, info, err
@@ -170,6 +180,28 @@ func (v *Volume) Index(ctx context.Context, prefix string, fn func(blockstore.Bl
 
 // DeviceID implements blockstore.Volume.
 func (v *Volume) DeviceID() string { return "mem:" }
+
+// SetChecksums implements blockstore.Volume.
+func (v *Volume) SetChecksums(ctx context.Context, h blockstore.Hash, sums *blockstore.Checksums) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	e, ok := v.blocks[h]
+	if !ok {
+		return notFound("SetChecksums")
+	}
+	e.sums = sums
+	return nil
+}
+
+// DropChecksums forgets the chunk checksums of h, as if it had been
+// written before checksums existed (for tests).
+func (v *Volume) DropChecksums(h blockstore.Hash) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if e, ok := v.blocks[h]; ok {
+		e.sums = nil
+	}
+}
 
 // Corrupt replaces the stored bytes of h (for tests of corruption handling).
 func (v *Volume) Corrupt(h blockstore.Hash, data []byte) {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/keepgate/keepgate/blockstore"
+	"github.com/keepgate/keepgate/blockstore/keepwire"
 	"github.com/keepgate/keepgate/blockstore/volumetest"
 )
 
@@ -417,11 +418,23 @@ func TestCorruptBlocks(t *testing.T) {
 	bad[len(bad)-1] ^= 1
 	first.Corrupt(h, bad)
 	loc := fmt.Sprintf("/%s+%d", h, len(data))
+	// With chunk checksums the bad chunk is found before the first byte:
+	// the good copy serves the whole block.
 	r := e.do("GET", loc, nil)
+	if r.Code != 200 || r.Err != nil || r.Body != string(data) || r.Header.Get(keepwire.DataVerified) != keepwire.VerifiedChunks {
+		t.Fatalf("corrupt first copy: want 200 from the good one, got %d, %d bytes, err %v, %v", r.Code, len(r.Body), r.Err, r.Header)
+	}
+	// Without checksums (a block written before them), as before: the
+	// whole-block MD5 withholds the last chunk.
+	first.DropChecksums(h)
+	second.DropChecksums(h)
+	e.n.bad.clear(m1.UUID, h)
+	e.n.bad.clear(m2.UUID, h)
+	r = e.do("GET", loc, nil)
 	if r.Code != 200 || r.Err == nil || len(r.Body) >= len(data) {
 		t.Fatalf("corrupt GET: want 200 with a body cut short, got %d, %d bytes, err %v", r.Code, len(r.Body), r.Err)
 	}
-	if !strings.Contains(e.metric("keepstore_corrupt_blocks_total"), " 1") {
+	if !strings.Contains(e.metric("keepstore_corrupt_blocks_total"), " 2") {
 		t.Fatalf("corrupt metric: %q", e.metric("keepstore_corrupt_blocks_total"))
 	}
 	if !strings.Contains(e.logs.String(), "corrupt block") {
@@ -445,14 +458,15 @@ func TestReadFailover(t *testing.T) {
 	m1, fv1, _ := memMount(mountSpec{uuid: "zzzzz-nyw5e-aaaaaaaaaaaaaaa"})
 	m2, fv2, _ := memMount(mountSpec{uuid: "zzzzz-nyw5e-bbbbbbbbbbbbbbb"})
 	e := newEnv(t, []Mount{m1, m2}, func(o *Options) { o.RequireSignatures = false; o.BufferSize = 32 << 10 })
-	data, h := volumetest.Block(7, 500000)
+	data, h := volumetest.Block(7, 3<<20)
 	for _, fv := range []*faultVolume{fv1, fv2} {
 		fv.Volume.Put(context.Background(), h, bytes.NewReader(data), int64(len(data)))
 	}
-	// Whichever mount is first fails after 100000 bytes; the read goes on
-	// from the other at the same offset.
-	fv1.set(faults{getFailAfter: 100000})
-	fv2.set(faults{getFailAfter: 100000})
+	// Whichever mount is first fails 1.5 MiB into its read (in the second
+	// checksum chunk); the read goes on from the other at the start of
+	// that chunk.
+	fv1.set(faults{getFailAfter: 3 << 19})
+	fv2.set(faults{getFailAfter: 3 << 19})
 	loc := fmt.Sprintf("/%s+%d", h, len(data))
 	r := e.do("GET", loc, nil)
 	if r.Code != 200 || r.Err == nil {
@@ -677,7 +691,7 @@ func TestRequestID(t *testing.T) {
 func TestMemoryBudgetAndLimiter(t *testing.T) {
 	e, _ := oneMount(t, func(o *Options) {
 		o.RequireSignatures = false
-		o.MemoryBudget = 1 << 20
+		o.MemoryBudget = 2 << 20 // one copy buffer and one checksum chunk
 		o.BudgetWait = 100 * time.Millisecond
 	})
 	e.put(hello)
@@ -692,7 +706,7 @@ func TestMemoryBudgetAndLimiter(t *testing.T) {
 			t.Fatalf("over budget: %d %q %v", r.Code, r.Body, r.Header)
 		}
 	}
-	if got := e.metric("keepstore_buffer_budget_in_use_bytes"); got != "keepstore_buffer_budget_in_use_bytes 1.048576e+06" {
+	if got := e.metric("keepstore_buffer_budget_in_use_bytes"); got != "keepstore_buffer_budget_in_use_bytes 2.097152e+06" {
 		t.Errorf("budget metric: %q", got)
 	}
 	// HEAD needs no buffer.

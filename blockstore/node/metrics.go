@@ -21,6 +21,8 @@ type metrics struct {
 	volOps      *prometheus.CounterVec // volume, operation
 	volErrors   *prometheus.CounterVec // volume, operation, kind
 	corrupt     *prometheus.CounterVec // volume
+	sumsGained  *prometheus.CounterVec // volume
+	putChecks   *prometheus.CounterVec // by: md5, chunk_checksums
 	budgetInUse prometheus.Gauge
 	budgetLimit prometheus.Gauge
 	overloaded  *prometheus.CounterVec // reason
@@ -44,6 +46,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Failed volume operations, by volume, operation and error kind (not-found included)."}, []string{"volume", "operation", "kind"}),
 		corrupt: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "corrupt_blocks_total",
 			Help: "Stored copies found not to hash to their name when read, by volume."}, []string{"volume"}),
+		sumsGained: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "checksums_added_total",
+			Help: "Blocks written before chunk checksums that were given them after a whole verified read or a checksum scan, by volume."}, []string{"volume"}),
+		putChecks: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "put_verifications_total",
+			Help: "PUT bodies accepted, by how they were verified: md5 (hashed here), chunk_checksums (keepproxy hashed the MD5 and vouched with its chunk checksums)."}, []string{"by"}),
 		budgetInUse: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "buffer_budget_in_use_bytes",
 			Help: "Copy-buffer memory taken from the budget."}),
 		budgetLimit: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "buffer_budget_limit_bytes",
@@ -54,7 +60,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Trash-list items processed, by outcome."}, []string{"outcome"}),
 	}
 	for _, c := range []prometheus.Collector{m.requests, m.inFlight, m.bytesIn, m.bytesOut, m.volOps, m.volErrors,
-		m.corrupt, m.budgetInUse, m.budgetLimit, m.overloaded, m.trashItems} {
+		m.corrupt, m.sumsGained, m.putChecks, m.budgetInUse, m.budgetLimit, m.overloaded, m.trashItems} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -161,6 +167,12 @@ func (v *instrumented) Untrash(ctx context.Context, h blockstore.Hash) error {
 func (v *instrumented) EmptyTrash(ctx context.Context) error {
 	err := v.Volume.EmptyTrash(ctx)
 	v.count("empty_trash", err)
+	return err
+}
+
+func (v *instrumented) SetChecksums(ctx context.Context, h blockstore.Hash, sums *blockstore.Checksums) error {
+	err := v.Volume.SetChecksums(ctx, h, sums)
+	v.count("set_checksums", err)
 	return err
 }
 

@@ -10,27 +10,42 @@
 // Design decisions, where the protocol leaves a choice or where we differ
 // from Arvados on purpose:
 //   - Streaming. A PUT body streams straight into one volume's Put (which
-//     verifies the hash and makes the block visible only when it matches).
-//     A second copy, for a second requested storage class, is copied from
-//     the first volume, never from RAM. A GET streams from the volume
-//     through blockstore.NewVerifyingWriter, which withholds the last chunk
-//     unless the MD5 matches: a corrupt block reaches the client as a body
-//     cut short, never as a clean 200. Every request that copies data holds
-//     one copy buffer's weight of the memory budget; a request that cannot
-//     get it within BudgetWait is answered 503 + Retry-After.
+//     verifies it and makes the block visible, with its chunk checksums,
+//     only when it matches): by MD5, or, when keepproxy sent it with the
+//     write token and the chunk-checksum trailer (it hashed the MD5
+//     itself), by the CRC32C of every chunk (blockstore.Vouched), so a
+//     replicated PUT is MD5-hashed once in the cluster. A second copy, for
+//     a second requested storage class, is copied from the first volume,
+//     never from RAM. Every request that copies data holds one copy
+//     buffer and one checksum chunk of the memory budget; a request that
+//     cannot get them within BudgetWait is answered 503 + Retry-After.
+//   - GET reads each copy once: through blockstore.ChunkReader, which
+//     checks every chunk's CRC32C right before any byte of it is sent, so
+//     a damaged chunk ends the body short (the copy is counted and
+//     remembered, and the next mount continues at that offset) and never
+//     reaches the client; the first chunk is checked before the headers,
+//     so damage there makes the next copy serve. Such a response carries
+//     keepwire.DataVerified, and keepproxy does not hash it again. A copy
+//     written before checksums existed is, on a VerifyFirst mount,
+//     MD5-checked whole before its first byte and gains the checksums of
+//     that pass (which then check the bytes actually sent); elsewhere the
+//     whole-block MD5 withholds the last chunk (NewVerifyingWriter) and a
+//     clean whole read gives it checksums. StartChecksumScan does the same
+//     for a whole volume in the background.
 //   - An existing block is not rewritten by PUT: the body is still read and
 //     verified (a client must prove it has the data before it gets a signed
 //     locator), then the existing copies are touched.
 //   - A read fails over to the next mount when a volume errors, also in
-//     the middle of a body (it resumes at the same offset); the whole-block
-//     hash covers the splice. A copy found corrupt is remembered and tried
-//     last afterwards, so a client's retry is served from a good copy, and
-//     a PUT rewrites it.
+//     the middle of a body (it resumes at the same offset); only
+//     chunk-checked copies may continue a stream that is not hashed whole.
+//     A copy found corrupt is remembered and tried last afterwards, so a
+//     client's retry is served from a good copy, and a PUT rewrites it.
 //   - HEAD is cheap and exact: it Stats the block on the mounts (size and
 //     existence) without reading it, so it does not detect corruption.
-//   - Range reads (an extension: Arvados has none) deliver the stored bytes
-//     of the range unverified: a part of a block cannot be checked against
-//     the block's hash. A range covering the whole block is verified.
+//   - Range reads (an extension: Arvados has none) check only the chunks
+//     they touch. A range of an old copy without checksums on a read-only
+//     mount (or a mount that is not VerifyFirst) is delivered unverified,
+//     without keepwire.DataVerified.
 //   - The empty block is always served (after the signature check) without
 //     touching the volumes.
 //   - Admin endpoints refuse every request when no admin token is
@@ -69,13 +84,15 @@ type Mount struct {
 	Classes []string
 	// Priority: higher-priority mounts are tried first.
 	Priority int
-	// VerifyFirst: before sending the first byte of a whole-block GET, read
-	// the copy once and check its MD5; a corrupt copy is then skipped (the
-	// next mount serves, or the client gets 502 before any byte) instead of
-	// being cut short after a 200. It costs a second read of the block:
-	// cheap for local disks (the page cache serves the second read), so
-	// keepstore turns it on for Directory volumes; S3 volumes verify while
-	// streaming instead.
+	// VerifyFirst: a copy written before chunk checksums existed is read
+	// once whole and MD5-checked before the first byte of a GET is sent,
+	// and gains the checksums computed in that pass, which then check
+	// every chunk sent; a corrupt copy is skipped (the next mount serves,
+	// or the client gets 502 before any byte) instead of being cut short
+	// after a 200. Copies with checksums never need it. Cheap for local
+	// disks (the page cache serves the second read), so keepstore turns
+	// it on for Directory volumes; S3 volumes verify while streaming
+	// instead.
 	VerifyFirst bool
 }
 
@@ -101,7 +118,8 @@ type Options struct {
 	TrashCheckInterval time.Duration
 	// TrashConcurrency: trash-list workers (default 4).
 	TrashConcurrency int
-	// MemoryBudget caps the copy buffers of all requests (default 256 MiB).
+	// MemoryBudget caps the buffers of all requests (default 256 MiB); each
+	// block transfer takes BufferSize + blockstore.ChunkSize.
 	MemoryBudget int64
 	// BufferSize is one request's copy buffer (default 1 MiB).
 	BufferSize int
@@ -139,6 +157,7 @@ type Node struct {
 	budget   *budget
 	bad      badCopies
 	trashq   trashQueue
+	scan     scanner
 	handler  http.Handler
 
 	bufs       sync.Pool // *[]byte of BufferSize
@@ -176,8 +195,8 @@ func New(opt Options) (*Node, error) {
 	if opt.BufferSize <= 0 {
 		opt.BufferSize = 1 << 20
 	}
-	if int64(opt.BufferSize) > opt.MemoryBudget {
-		return nil, errors.New("node: MemoryBudget is smaller than one copy buffer")
+	if int64(opt.BufferSize)+blockstore.ChunkSize > opt.MemoryBudget {
+		return nil, errors.New("node: MemoryBudget is smaller than one copy buffer and one checksum chunk")
 	}
 	if opt.BudgetWait <= 0 {
 		opt.BudgetWait = 2 * time.Second
@@ -228,6 +247,11 @@ func New(opt Options) (*Node, error) {
 	n.handler = n.newHandler()
 	return n, nil
 }
+
+// requestWeight is what one block transfer takes from the memory budget:
+// a copy buffer, and a checksum chunk (blockstore.ChunkReader on GET, the
+// volumes' buffers on PUT).
+func (n *Node) requestWeight() int64 { return int64(n.opt.BufferSize) + blockstore.ChunkSize }
 
 // order returns the mounts in mount order for h (§8.3), writable ones
 // only if writable is set; copies known to be corrupt go last.
@@ -287,6 +311,7 @@ func (n *Node) Run(ctx context.Context) error {
 	n.trashq.stopped = true
 	n.trashq.cond.Broadcast()
 	n.trashq.mu.Unlock()
+	n.StopChecksumScan()
 	wg.Wait()
 	return nil
 }

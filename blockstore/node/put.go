@@ -24,6 +24,13 @@ type PutRequest struct {
 	SizeHint int64
 	// Classes are the requested storage classes; empty: one copy anywhere.
 	Classes []string
+	// Vouched, when set, returns the chunk checksums that a trusted
+	// sender (keepproxy with the store write token) computed while it
+	// checked the body's MD5 itself; it is called once the body has been
+	// read to its end. The volumes then check every chunk's CRC32C against
+	// them instead of hashing MD5 (blockstore.Vouched). Only for bodies of
+	// known size; nil: the body is MD5-verified.
+	Vouched func() (*blockstore.Checksums, error)
 }
 
 // PutResult says where the block is stored now.
@@ -83,7 +90,7 @@ func (n *Node) Put(ctx context.Context, req PutRequest) (PutResult, error) {
 	if len(req.Classes) > 0 && !anyCovers(writable, req.Classes) {
 		return PutResult{}, blockstore.Errorf(blockstore.KindFull, "insufficient storage: no writable volume serves storage classes %s", strings.Join(req.Classes, ", "))
 	}
-	release, err := n.budget.acquire(ctx, int64(n.opt.BufferSize))
+	release, err := n.budget.acquire(ctx, n.requestWeight())
 	if err != nil {
 		return PutResult{}, err
 	}
@@ -94,6 +101,9 @@ func (n *Node) Put(ctx context.Context, req PutRequest) (PutResult, error) {
 	defer func() { n.metrics.bytesIn.Add(float64(body.n)) }()
 
 	s := &putState{n: n, h: req.Hash, want: req.Classes, size: req.Size}
+	if req.Vouched != nil && req.Size >= 0 {
+		s.vouched = req.Vouched
+	}
 	if s.findExisting(ctx, writable) {
 		err = s.verifyAndTouch(ctx, body)
 	} else {
@@ -102,6 +112,11 @@ func (n *Node) Put(ctx context.Context, req PutRequest) (PutResult, error) {
 	if err != nil {
 		return PutResult{}, err
 	}
+	by := "md5"
+	if s.vouched != nil {
+		by = "chunk_checksums"
+	}
+	n.metrics.putChecks.WithLabelValues(by).Inc()
 	s.copyToOthers(ctx, writable)
 	return s.result(), nil
 }
@@ -124,6 +139,16 @@ type putState struct {
 	size    int64
 	holders []*mount
 	errs    []error
+	vouched func() (*blockstore.Checksums, error)
+}
+
+// in is what the volumes read the body from: the body itself, or the body
+// vouched for by its sender's checksums.
+func (s *putState) in(body io.Reader) io.Reader {
+	if s.vouched == nil {
+		return body
+	}
+	return &blockstore.Vouched{R: body, Sums: s.vouched}
 }
 
 func (s *putState) holds(m *mount) bool {
@@ -180,7 +205,7 @@ func (s *putState) findExisting(ctx context.Context, writable []*mount) bool {
 // verifyAndTouch reads and verifies the body, then touches the existing
 // copies; those that cannot be touched (trashed meanwhile) do not count.
 func (s *putState) verifyAndTouch(ctx context.Context, body *trackedReader) error {
-	if _, err := io.Copy(io.Discard, blockstore.NewVerifyingReader(body, s.h, s.size)); err != nil {
+	if _, err := io.Copy(io.Discard, blockstore.NewPutReader(s.in(body), s.h, s.size)); err != nil {
 		if cerr := s.clientError(ctx, err, body); cerr != nil {
 			return cerr
 		}
@@ -210,7 +235,7 @@ func (s *putState) writeBody(ctx context.Context, body *trackedReader, writable 
 		if !s.needs(m) {
 			continue
 		}
-		err := m.vol.Put(ctx, s.h, body, s.size)
+		err := m.vol.Put(ctx, s.h, s.in(body), s.size)
 		if err == nil {
 			s.holders = append(s.holders, m)
 			s.n.bad.clear(m.UUID, s.h)
@@ -276,12 +301,20 @@ func (s *putState) copyToOthers(ctx context.Context, writable []*mount) {
 	}
 }
 
+// copyTo copies the block volume to volume: through a ChunkReader, the
+// copy's checksums vouching for it, when it has them (no MD5 pass), else
+// MD5-verified by the receiving volume.
 func (s *putState) copyTo(ctx context.Context, from, to *mount) error {
 	rc, info, err := from.vol.Get(ctx, s.h, 0, -1)
 	if err != nil {
 		return err
 	}
 	defer rc.Close()
+	if sums := info.Checksums; sums != nil {
+		cr := blockstore.NewChunkReader(rc, sums, 0, info.Size, "the copy on mount "+from.UUID)
+		defer cr.Close()
+		return to.vol.Put(ctx, s.h, &blockstore.Vouched{R: cr, Sums: func() (*blockstore.Checksums, error) { return sums, nil }}, info.Size)
+	}
 	return to.vol.Put(ctx, s.h, rc, info.Size)
 }
 
@@ -310,12 +343,19 @@ func (s *putState) result() PutResult {
 	return r
 }
 
+// putReadBuf is the size of a PUT body's read buffer: no larger than what
+// the volumes read at a time (dirvolume: 256 KiB), so that their reads go
+// straight from the connection into their buffers instead of through a
+// copy; smaller reads (a volume's last piece, S3 uploads) are still
+// gathered.
+const putReadBuf = 256 << 10
+
 func (n *Node) getBufReader(r io.Reader) *bufio.Reader {
 	if br, ok := n.bufReaders.Get().(*bufio.Reader); ok {
 		br.Reset(r)
 		return br
 	}
-	return bufio.NewReaderSize(r, n.opt.BufferSize)
+	return bufio.NewReaderSize(r, min(n.opt.BufferSize, putReadBuf))
 }
 
 func (n *Node) putBufReader(br *bufio.Reader) {

@@ -38,21 +38,26 @@ type Reader struct {
 	pos     int64
 	lastErr error
 	release func()
-	// verified: every copy opened so far was MD5-checked whole before
-	// its first byte was used (VerifyFirst mounts).
-	verified bool
-	// noHash: WriteTo streams without hashing, relying on verified; from
-	// then on only VerifyFirst mounts may be used.
+	// vouched: every copy opened so far is read through a
+	// blockstore.ChunkReader, so every byte delivered was checked against
+	// its chunk's CRC32C just before (stored checksums, or checksums
+	// computed by the MD5 pass of a VerifyFirst mount).
+	vouched bool
+	// noHash: WriteTo streams without hashing the whole block; from then
+	// on only chunk-checked copies may continue the stream.
 	noHash bool
 	// volumeVerifies: the first copy's volume checks whole reads itself
 	// (blockstore.ReadVerifier), withholding the last chunk on a mismatch.
 	volumeVerifies bool
+	// gain computes the chunk checksums of a whole, MD5-verified read of a
+	// copy that has none, to store them when the read ends cleanly.
+	gain *blockstore.ChunkHasher
 }
 
-// Verified reports whether the data comes from copies checked whole
-// before use (see Mount.VerifyFirst); such a whole-block read is sent
-// without hashing it again.
-func (r *Reader) Verified() bool { return r.verified && !r.Partial() && !r.head }
+// Vouched reports whether every byte the reader delivers is checked
+// against its chunk's CRC32C right before it is delivered (see
+// keepwire.DataVerified); a client can then skip its own MD5.
+func (r *Reader) Vouched() bool { return r.vouched && !r.head }
 
 // Partial reports whether the reader delivers less than the whole block.
 func (r *Reader) Partial() bool { return r.Off != 0 || r.N != r.Size }
@@ -88,7 +93,7 @@ func (n *Node) Open(ctx context.Context, req ReadRequest) (*Reader, error) {
 	if err != nil {
 		return nil, err
 	}
-	release, err := n.budget.acquire(ctx, int64(n.opt.BufferSize))
+	release, err := n.budget.acquire(ctx, n.requestWeight())
 	if err != nil {
 		return nil, err
 	}
@@ -140,13 +145,25 @@ func (n *Node) stat(ctx context.Context, loc blockstore.Locator) (blockstore.Blo
 }
 
 // openNext opens the next mount that has a copy of the right size, at the
-// current position.
+// current position. A copy with chunk checksums is read through a
+// blockstore.ChunkReader, its first chunk checked here, before the caller
+// answers. A copy without them on a VerifyFirst mount is MD5-checked
+// whole first, gains the checksums computed in that pass, and is then
+// read through a ChunkReader too; elsewhere it is read raw (the caller
+// hashes whole reads).
 func (r *Reader) openNext() error {
 	log := r.n.logFor(r.ctx)
+	end := r.Off + r.N
 	for len(r.mounts) > 0 {
 		m := r.mounts[0]
 		r.mounts = r.mounts[1:]
-		rc, info, err := m.vol.Get(r.ctx, r.h, r.pos, r.Off+r.N-r.pos)
+		// From the start of the chunk holding pos to the end of the one
+		// holding the last byte wanted (n = -1: to the end of the block).
+		start, n := blockstore.ChunkStart(r.pos), int64(-1)
+		if e := blockstore.ChunkEnd(end, r.Size); e < r.Size {
+			n = e - start
+		}
+		rc, info, err := m.vol.Get(r.ctx, r.h, start, n)
 		switch {
 		case blockstore.Is(err, blockstore.KindNotFound):
 			continue
@@ -169,33 +186,63 @@ func (r *Reader) openNext() error {
 			}
 			continue
 		}
-		verified := false
-		if m.VerifyFirst && !r.Partial() {
-			if err := r.verifyCopy(m); err != nil {
+		sums := info.Checksums
+		// An old copy is checked whole first (and gains checksums) for a
+		// range read too, except on a read-only mount, where it could not
+		// keep them and every range read would cost a whole read.
+		if sums == nil && m.VerifyFirst && (!r.Partial() || !m.ReadOnly) {
+			if sums, err = r.verifyCopy(m); err != nil {
 				rc.Close()
 				r.lastErr = err
 				continue
 			}
-			verified = true
+			r.n.storeSums(r.ctx, m, r.h, sums)
 		}
-		if r.noHash && !verified {
-			// The stream is not being hashed: only verified copies may
-			// continue it.
-			rc.Close()
-			continue
-		}
-		selfChecking := false
-		if rv, ok := m.Volume.(blockstore.ReadVerifier); ok && r.pos == 0 && !r.Partial() {
-			selfChecking = rv.VerifiesFullReads()
-		}
-		if r.cur == nil && r.curM == nil {
-			r.verified = verified
-			r.volumeVerifies = selfChecking
+		var src io.ReadCloser
+		if sums != nil {
+			cr := blockstore.NewChunkReader(rc, sums, r.pos, end-r.pos, "the copy on mount "+m.UUID)
+			if err := cr.Prime(); err != nil {
+				cr.Close()
+				if blockstore.Is(err, blockstore.KindCorrupt) {
+					r.n.countDamaged(r.ctx, m, r.h, err)
+				} else {
+					log.Warn("volume read failed", "mount", m.UUID, "hash", r.h.String(), "error", err.Error())
+				}
+				r.lastErr = err
+				continue
+			}
+			src = cr
 		} else {
-			r.verified = r.verified && verified
-			r.volumeVerifies = false
+			if r.noHash {
+				// The stream is not being hashed: only chunk-checked
+				// copies may continue it.
+				rc.Close()
+				continue
+			}
+			if skip := r.pos - start; skip > 0 {
+				if _, err := io.CopyN(io.Discard, rc, skip); err != nil {
+					rc.Close()
+					r.lastErr = err
+					continue
+				}
+			}
+			src = rc
 		}
-		r.cur, r.curM = rc, m
+		first := r.cur == nil && r.curM == nil
+		if first {
+			r.vouched = sums != nil
+			if rv, ok := m.Volume.(blockstore.ReadVerifier); ok && sums == nil && r.pos == 0 && !r.Partial() {
+				r.volumeVerifies = rv.VerifiesFullReads()
+			}
+			if sums == nil && !r.Partial() {
+				r.gain = &blockstore.ChunkHasher{}
+			}
+		} else {
+			r.vouched = r.vouched && sums != nil
+			r.volumeVerifies = false
+			r.gain = nil
+		}
+		r.cur, r.curM = src, m
 		return nil
 	}
 	if r.lastErr != nil {
@@ -204,19 +251,21 @@ func (r *Reader) openNext() error {
 	return notFound(r.h)
 }
 
-// verifyCopy reads mount m's whole copy and checks it hashes to the
-// block's name. A bad copy is logged, counted and remembered.
-func (r *Reader) verifyCopy(m *mount) error {
+// verifyCopy reads mount m's whole copy, checks it hashes to the block's
+// name, and returns its chunk checksums. A bad copy is logged, counted
+// and remembered.
+func (r *Reader) verifyCopy(m *mount) (*blockstore.Checksums, error) {
 	rc, _, err := m.vol.Get(r.ctx, r.h, 0, -1)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer rc.Close()
 	bp := r.n.getBuf()
 	defer r.n.putBuf(bp)
-	_, err = io.CopyBuffer(io.Discard, blockstore.NewVerifyingReader(rc, r.h, r.Size), *bp)
+	var sums blockstore.ChunkHasher
+	_, err = io.CopyBuffer(&sums, blockstore.NewVerifyingReader(rc, r.h, r.Size), *bp)
 	if err == nil {
-		return nil
+		return sums.Sum(), nil
 	}
 	if k := blockstore.KindOf(err); k == blockstore.KindHashMismatch || k == blockstore.KindLengthMismatch {
 		err = blockstore.E("verify", blockstore.KindCorrupt, "checksum mismatch in stored data", err)
@@ -224,26 +273,61 @@ func (r *Reader) verifyCopy(m *mount) error {
 		r.n.bad.add(m.UUID, r.h)
 		r.n.logFor(r.ctx).Error("corrupt block: stored data does not hash to its name; trying the next copy", "mount", m.UUID, "hash", r.h.String())
 	}
-	return err
+	return nil, err
+}
+
+// storeSums gives a copy that had none the checksums of its verified
+// bytes; failing to is logged, not an error (the copy is then verified by
+// its MD5 again next time).
+func (n *Node) storeSums(ctx context.Context, m *mount, h blockstore.Hash, sums *blockstore.Checksums) {
+	err := m.vol.SetChecksums(ctx, h, sums)
+	switch {
+	case err == nil:
+		n.metrics.sumsGained.WithLabelValues(m.UUID).Inc()
+	case blockstore.Is(err, blockstore.KindReadOnly):
+	default:
+		n.logFor(ctx).Warn("cannot store the chunk checksums of a verified block", "mount", m.UUID, "hash", h.String(), "error", err.Error())
+	}
 }
 
 // Read reads the selected bytes. When a volume fails, or its copy ends
 // early, it continues from the next mount at the same offset.
 func (r *Reader) Read(p []byte) (int, error) {
+	b, err := r.next(p)
+	return copy(p, b), err
+}
+
+// next returns the next bytes: read into p from a raw copy, or a piece of
+// a ChunkReader's buffer (valid until the next call) of at most len(p)
+// bytes. When a volume fails, or its copy ends early, it continues from
+// the next mount at the same offset.
+func (r *Reader) next(p []byte) ([]byte, error) {
 	end := r.Off + r.N
 	for {
 		if r.head || r.pos >= end {
-			return 0, io.EOF
+			return nil, io.EOF
 		}
 		if r.cur == nil {
 			if err := r.openNext(); err != nil {
-				return 0, err
+				return nil, err
 			}
 		}
 		if rem := end - r.pos; int64(len(p)) > rem {
 			p = p[:rem]
 		}
-		k, err := r.cur.Read(p)
+		var b []byte
+		var err error
+		if cr, ok := r.cur.(*blockstore.ChunkReader); ok {
+			b, err = cr.Next(len(p))
+		} else {
+			var k int
+			k, err = r.cur.Read(p)
+			b = p[:k]
+		}
+		k := len(b)
+		if r.gain != nil {
+			r.gain.Write(b)
+		}
 		r.pos += int64(k)
 		if k > 0 && (len(r.used) == 0 || r.used[len(r.used)-1] != r.curM) {
 			r.used = append(r.used, r.curM)
@@ -253,8 +337,7 @@ func (r *Reader) Read(p []byte) (int, error) {
 		}
 		if err != nil && err != io.EOF {
 			if blockstore.Is(err, blockstore.KindCorrupt) {
-				r.n.metrics.corrupt.WithLabelValues(r.curM.UUID).Inc()
-				r.n.bad.add(r.curM.UUID, r.h)
+				r.n.countDamaged(r.ctx, r.curM, r.h, err)
 			}
 			r.n.logFor(r.ctx).Warn("volume read failed mid-block; trying the next mount", "mount", r.curM.UUID,
 				"hash", r.h.String(), "offset", r.pos, "error", err.Error())
@@ -264,14 +347,17 @@ func (r *Reader) Read(p []byte) (int, error) {
 				continue
 			}
 		}
-		return k, nil
+		return b, nil
 	}
 }
 
-// WriteTo copies the selected bytes to w. A whole-block read passes
+// WriteTo copies the selected bytes to w. A chunk-checked stream
+// (Vouched) is sent as it is checked. Otherwise a whole-block read passes
 // through blockstore.NewVerifyingWriter: when the data does not hash to
 // the block's name, the last chunk is withheld and a KindCorrupt error
-// returned (the copy is logged, counted, and tried last from then on).
+// returned (the copy is logged, counted, and tried last from then on). A
+// whole read of a copy without checksums that ends verified gives the
+// copy its checksums.
 func (r *Reader) WriteTo(w io.Writer) (int64, error) {
 	if r.head || r.N == 0 {
 		return 0, nil
@@ -279,7 +365,7 @@ func (r *Reader) WriteTo(w io.Writer) (int64, error) {
 	var vw *blockstore.VerifyingWriter
 	dst := w
 	switch {
-	case r.Verified(), r.volumeVerifies && !r.Partial():
+	case r.Vouched(), r.volumeVerifies && !r.Partial():
 		r.noHash = true
 	case !r.Partial():
 		vw = blockstore.NewVerifyingWriter(w, r.h, r.Size)
@@ -291,9 +377,9 @@ func (r *Reader) WriteTo(w io.Writer) (int64, error) {
 	var written int64
 	defer func() { r.n.metrics.bytesOut.Add(float64(written)) }()
 	for {
-		k, rerr := r.Read(buf)
-		if k > 0 {
-			wk, werr := dst.Write(buf[:k])
+		b, rerr := r.next(buf)
+		if k := len(b); k > 0 {
+			wk, werr := dst.Write(b)
 			written += int64(wk)
 			if werr != nil {
 				if blockstore.Is(werr, blockstore.KindCorrupt) {
@@ -314,6 +400,9 @@ func (r *Reader) WriteTo(w io.Writer) (int64, error) {
 			r.reportCorrupt(err)
 			return written, err
 		}
+	}
+	if r.gain != nil && len(r.used) == 1 && (vw != nil || r.volumeVerifies) {
+		r.n.storeSums(r.ctx, r.used[0], r.h, r.gain.Sum())
 	}
 	return written, nil
 }

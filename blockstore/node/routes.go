@@ -78,6 +78,7 @@ func (a *api) router() http.Handler {
 	}
 	r.Handle("/mounts", a.admin(a.mounts)).Methods(http.MethodGet)
 	r.Handle("/trash", a.admin(a.trashList)).Methods(http.MethodPut)
+	r.Handle("/checksums", a.admin(a.checksumScan)).Methods(http.MethodGet, http.MethodPost, http.MethodDelete)
 	r.Handle("/status.json", a.management(a.status)).Methods(http.MethodGet)
 	r.HandleFunc("/_health/ping", a.health).Methods(http.MethodGet)
 	r.Handle("/metrics", a.management(promhttp.HandlerFor(a.n.opt.Registry, promhttp.HandlerOpts{}).ServeHTTP)).Methods(http.MethodGet)
@@ -114,7 +115,8 @@ func (a *api) put(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		res, err = a.n.Put(r.Context(), PutRequest{Hash: h, Size: r.ContentLength, SizeHint: putSizeHint(mux.Vars(r)["locator"]),
 			Body:    putBody(w, r, a.n.opt.BodyIdleTimeout),
-			Classes: httpserver.ParseClasses(r.Header.Get(keepwire.StorageClasses))})
+			Classes: httpserver.ParseClasses(r.Header.Get(keepwire.StorageClasses)),
+			Vouched: a.vouchedSums(r, h)})
 	}
 	if err != nil {
 		a.fail(w, r, err)
@@ -186,6 +188,36 @@ func (a *api) mounts(w http.ResponseWriter, r *http.Request) {
 
 func (a *api) status(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, a.n.Status())
+}
+
+// checksumScan serves the checksum scan (checksumscan.go): GET its
+// status, POST to start one (query: mount=<uuid>, rate=<bytes per
+// second>), DELETE to stop it; each answers the status as JSON.
+func (a *api) checksumScan(w http.ResponseWriter, r *http.Request) {
+	var st ScanStatus
+	var err error
+	switch r.Method {
+	case http.MethodPost:
+		q := r.URL.Query()
+		var rate int64
+		if v := q.Get("rate"); v != "" {
+			if rate, err = strconv.ParseInt(v, 10, 64); err != nil || rate <= 0 {
+				err = blockstore.Errorf(blockstore.KindBadRequest, "rate %q: want a positive number of bytes per second", truncate(v, 40))
+			}
+		}
+		if err == nil {
+			st, err = a.n.StartChecksumScan(r.Context(), q.Get("mount"), rate)
+		}
+	case http.MethodDelete:
+		st = a.n.StopChecksumScan()
+	default:
+		st = a.n.ChecksumScan()
+	}
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, st)
 }
 
 func (a *api) trashList(w http.ResponseWriter, r *http.Request) {
@@ -416,22 +448,15 @@ func setBlockHeaders(h http.Header, rd *Reader) int {
 	h.Set("Accept-Ranges", "bytes")
 	h.Set("Content-Type", "application/octet-stream")
 	h.Set("Content-Length", strconv.FormatInt(rd.N, 10))
+	if rd.Vouched() {
+		h.Set(keepwire.DataVerified, keepwire.VerifiedChunks)
+	}
 	if rd.Partial() {
 		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", rd.Off, rd.Off+rd.N-1, rd.Size))
 		return http.StatusPartialContent
 	}
-	if rd.Verified() {
-		h.Set(VerifiedHeader, "md5")
-	}
 	return http.StatusOK
 }
-
-// VerifiedHeader (a keepgate extension, value "md5") on a whole-block GET
-// says the store checked the copy's MD5 before sending its first byte, and
-// will only ever send verified copies for the rest of this response (the
-// body may still be cut short by a failure). keepproxy then need not hash
-// the block again.
-const VerifiedHeader = keepwire.DataVerified
 
 // putBody is the request body read with progress-based deadlines
 // (httpserver.ProgressBody). Once the body has ended cleanly, the read

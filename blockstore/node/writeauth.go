@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/keepgate/keepgate/blockstore"
+	"github.com/keepgate/keepgate/blockstore/keepwire"
 	"github.com/keepgate/keepgate/internal/httpserver"
 )
 
@@ -35,6 +36,31 @@ func (a *api) writer(h http.HandlerFunc) http.Handler {
 		}
 		h(w, r)
 	})
+}
+
+// vouchedSums returns, for a PUT that carries the write token itself and
+// declares the keepwire.ChunkChecksums trailer, the function reading the
+// sender's chunk checksums from the trailer once the body has ended
+// (PutRequest.Vouched). Every other PUT — no write token configured,
+// another token (the admin token included), no trailer — gets nil and is
+// MD5-verified.
+func (a *api) vouchedSums(r *http.Request, h blockstore.Hash) func() (*blockstore.Checksums, error) {
+	if a.o.WriteToken == "" {
+		return nil
+	}
+	if _, declared := r.Trailer[keepwire.ChunkChecksums]; !declared {
+		return nil
+	}
+	if subtle.ConstantTimeCompare([]byte(httpserver.Token(r, false)), []byte(a.o.WriteToken)) != 1 {
+		return nil
+	}
+	return func() (*blockstore.Checksums, error) {
+		v := r.Trailer.Get(keepwire.ChunkChecksums)
+		if v == "" {
+			return nil, blockstore.Errorf(blockstore.KindHashMismatch, "the %s trailer is missing", keepwire.ChunkChecksums)
+		}
+		return blockstore.ParseChecksumsText(v, h, -1)
+	}
 }
 
 // checkWriteToken accepts got if it is the write token or the (non-empty)

@@ -64,11 +64,17 @@
 // # Reads
 //
 // Get uses minio.Core.GetObject, which fails on the response status, so a
-// missing block is KindNotFound before any byte is read. A read of the
-// whole block (off 0 and a length reaching the end) is verified while
-// streaming: the reader withholds the final chunk and fails with
-// KindCorrupt if the bytes do not hash to H. A range read is passed through
-// unverified: a part of a block cannot be checked against the block's hash.
+// missing block is KindNotFound before any byte is read. Chunk checksums
+// live in a companion object, sums/H (S3 metadata is sent before the body,
+// and the checksums are only known once it has been read): Put uploads it
+// right after the data object, Get fetches it first (one small GET) and
+// returns it in BlockInfo.Checksums, and the caller checks every chunk
+// (blockstore.NewChunkReader). A block without a usable companion (written
+// before checksums, or a crash between the two uploads) is verified the old
+// way: a read of the whole block is MD5-checked while streaming, the reader
+// withholding the final chunk and failing with KindCorrupt if the bytes do
+// not hash to H; a range read of it is passed through unverified. The
+// companion is deleted with the block (Trash with Lifetime 0, EmptyTrash).
 //
 // # Trash
 //

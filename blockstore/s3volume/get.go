@@ -39,6 +39,9 @@ func (v *Volume) Get(ctx context.Context, h blockstore.Hash, off, n int64) (io.R
 	default:
 		opts.SetRange(off, off+n-1)
 	}
+	// The checksums first: fetching them while the data's response holds
+	// a concurrency slot could wait for a slot forever.
+	sums := v.getSums(ctx, h, -1)
 	var (
 		rc  io.ReadCloser
 		oi  minio.ObjectInfo
@@ -73,8 +76,11 @@ func (v *Volume) Get(ctx context.Context, h blockstore.Hash, off, n int64) (io.R
 		return nil, blockstore.BlockInfo{}, err
 	}
 	info := blockstore.BlockInfo{Hash: h, Size: total, Mtime: mtimeOf(oi.LastModified)}
+	if sums.Valid(total) {
+		info.Checksums = sums
+	}
 	g := &getReader{v: v, h: h, rc: rc, r: rc, release: release}
-	if off == 0 && oi.Size == total {
+	if off == 0 && oi.Size == total && info.Checksums == nil {
 		g.r = blockstore.NewVerifyingReader(rc, h, total)
 	}
 	return g, info, nil
@@ -216,5 +222,7 @@ func isNotFound(err error) bool {
 }
 
 // VerifiesFullReads implements blockstore.ReadVerifier: whole-block reads
-// are MD5-checked while streaming, the last chunk withheld on a mismatch.
+// of a block without chunk checksums are MD5-checked while streaming, the
+// last chunk withheld on a mismatch (with checksums, the caller checks
+// every chunk instead).
 func (v *Volume) VerifiesFullReads() bool { return true }

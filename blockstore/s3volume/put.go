@@ -27,7 +27,7 @@ func (v *Volume) Put(ctx context.Context, h blockstore.Hash, r io.Reader, size i
 	mu := v.lock(h)
 	mu.RLock()
 	defer mu.RUnlock()
-	vr := blockstore.NewVerifyingReader(r, h, size)
+	vr := blockstore.NewPutReader(r, h, size)
 	var err error
 	switch {
 	case size == 0:
@@ -39,6 +39,14 @@ func (v *Volume) Put(ctx context.Context, h blockstore.Hash, r io.Reader, size i
 	}
 	if err != nil {
 		return err
+	}
+	if sums := vr.Checksums(); sums != nil && size != 0 {
+		// The block is visible already; without its checksums it is only
+		// verified by MD5 (and regains them), so a failure here is not one
+		// of the Put.
+		if err := v.putSums(ctx, h, sums); err != nil {
+			v.log.Warn("cannot store a block's chunk checksums; it will be verified by its MD5", "hash", h.String(), "err", err)
+		}
 	}
 	return v.writeMarker(ctx, op, h)
 }

@@ -15,6 +15,8 @@ const (
 	opGet        = "get"
 	opPut        = "put"
 	opPutMarker  = "put_marker"
+	opGetSums    = "get_checksums"
+	opPutSums    = "put_checksums"
 	opUpload     = "multipart_upload"
 	opCopy       = "copy"
 	opDelete     = "delete"

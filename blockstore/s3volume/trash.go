@@ -51,6 +51,9 @@ func (v *Volume) Trash(ctx context.Context, h blockstore.Hash) error {
 		if err := v.remove(ctx, v.markerKey(h)); err != nil {
 			v.log.Warn("cannot delete the mtime marker of a deleted block", "hash", h.String(), "err", err)
 		}
+		if err := v.remove(ctx, v.sumsKey(h)); err != nil {
+			v.log.Warn("cannot delete the chunk checksums of a deleted block", "hash", h.String(), "err", err)
+		}
 		return nil
 	}
 	// Overwriting a trash copy that an EmptyTrash elsewhere may be deleting
@@ -200,6 +203,11 @@ func (v *Volume) emptyTrashItem(ctx context.Context, h blockstore.Hash, trashed 
 	}
 	if !live && hasMarker {
 		if err := v.remove(ctx, v.markerKey(h)); err != nil {
+			return deletedTrash, v.fail(op, err)
+		}
+	}
+	if !live {
+		if err := v.remove(ctx, v.sumsKey(h)); err != nil {
 			return deletedTrash, v.fail(op, err)
 		}
 	}

@@ -29,6 +29,7 @@ const (
 const (
 	recentDir = "recent/" // mtime markers, below the prefix
 	trashDir  = "trash/"  // trashed copies, below the prefix
+	sumsDir   = "sums/"   // chunk checksums, below the prefix (after "f": never paged through by Index)
 
 	// listPageSize is the number of keys asked for per listing request
 	// (the S3 maximum, and Arvados' IndexPageSize default).
@@ -248,6 +249,7 @@ func (v *Volume) DeviceID() string { return v.id }
 func (v *Volume) dataKey(h blockstore.Hash) string   { return v.prefix + h.String() }
 func (v *Volume) markerKey(h blockstore.Hash) string { return v.prefix + recentDir + h.String() }
 func (v *Volume) trashKey(h blockstore.Hash) string  { return v.prefix + trashDir + h.String() }
+func (v *Volume) sumsKey(h blockstore.Hash) string   { return v.prefix + sumsDir + h.String() }
 
 // lock returns the lock stripe of h.
 func (v *Volume) lock(h blockstore.Hash) *sync.RWMutex { return &v.locks[h[0]] }

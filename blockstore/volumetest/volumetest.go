@@ -53,6 +53,7 @@ func Run(t *testing.T, newVol Factory, opt Options) {
 		opt.MtimeResolution = 10 * time.Millisecond
 	}
 	noTrash := blockstore.TrashPolicy{MinAge: 0, Lifetime: time.Hour}
+	runChecksums(t, newVol)
 	t.Run("RoundTrip", func(t *testing.T) {
 		v := newVol(t, noTrash)
 		sizes := []int{0, 1, 1 << 20, 1<<20 + 7}

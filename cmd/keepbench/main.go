@@ -3,11 +3,18 @@
 // (MD5-hash-and-discard for PUT, a block served from RAM for GET), then
 // times 64 MiB PUTs and GETs at several concurrencies, through the proxy at
 // replicas 1 and 2, directly against one store, and against the baseline,
-// sampling the peak RSS of every process. It prints one Markdown table and
-// writes it to -out. Figures are ratios to baselines measured in the same
-// run, because the machine is shared and noisy.
+// sampling the peak RSS of every process and the CPU time (user + system,
+// from /proc/PID/stat) of every server process, reported per GiB moved
+// next to the CPU of one MD5 pass over a GiB measured in the same run. It
+// prints one Markdown table and writes it to -out. Figures are ratios to
+// baselines measured in the same run, because the machine is shared and
+// noisy. With -before DIR (an earlier build's keepproxy and keepstore) it
+// starts a second cluster from those binaries and measures the main rows
+// on both, alternating, for before/after ratios from one run.
 //
 //	make build && go run ./cmd/keepbench -out BENCHMARKS.md
+//	git worktree add .cache/before HEAD~1 && (cd .cache/before && go build -o ../before-bin/ ./cmd/keepproxy ./cmd/keepstore)
+//	go run ./cmd/keepbench -before .cache/before-bin -out BENCHMARKS.md
 package main
 
 import (
@@ -27,6 +34,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -47,9 +55,13 @@ var (
 	rounds   = flag.Int("rounds", 2, "blocks each worker moves per measurement")
 	sinkAddr = flag.String("sink", "", "internal: run the baseline server on this address")
 	blockMiB = flag.Int("block-mib", 64, "block size in MiB")
+	before   = flag.String("before", "", "directory holding an earlier keepproxy and keepstore: also start a cluster from them and alternate the main rows against it")
 )
 
-const token = "bench-token-0123456789"
+const (
+	token      = "bench-token-0123456789"
+	writeToken = "bench-store-write-token-0123456789" // the keepstores' write token, keepproxy's store write token
+)
 
 func main() {
 	flag.Parse()
@@ -83,6 +95,63 @@ func runSink(addr string) {
 type proc struct {
 	name string
 	cmd  *exec.Cmd
+}
+
+// benchCluster is one keepproxy with its 3 keepstores.
+type benchCluster struct {
+	label     string // "" for this build, "before-" for -before
+	proxy     string // base URL
+	proxyAddr string
+	stores    []string // base URLs
+}
+
+// clockTicks is USER_HZ, the unit of /proc/PID/stat times (100 on every
+// Linux architecture Go supports).
+const clockTicks = 100
+
+// cpuSeconds is the user + system CPU time of process pid so far.
+func cpuSeconds(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name (field 2) is in parentheses and may hold spaces.
+	rest := string(b[bytes.LastIndexByte(b, ')')+1:])
+	f := strings.Fields(rest) // f[0] is field 3 (state)
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return float64(utime+stime) / clockTicks
+}
+
+// serverCPU sums cpuSeconds over every server process.
+func serverCPU(pids map[string]int) float64 {
+	var sum float64
+	for _, pid := range pids {
+		sum += cpuSeconds(pid)
+	}
+	return sum
+}
+
+// md5CPUPerGiB measures the CPU of one MD5 pass over a GiB in this
+// process (user + system, getrusage), over the bench blocks.
+func md5CPUPerGiB(blocks [][]byte) float64 {
+	cpu := func() float64 {
+		var ru syscall.Rusage
+		syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+		return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+	}
+	var hashed int64
+	c0 := cpu()
+	for hashed < 1<<30 {
+		for _, b := range blocks {
+			md5.Sum(b)
+			hashed += int64(len(b))
+		}
+	}
+	return (cpu() - c0) / (float64(hashed) / (1 << 30))
 }
 
 type rssSampler struct {
@@ -199,40 +268,62 @@ func run() error {
 	if _, err := start("baseline", self, "-sink", sink, "-block-mib", strconv.Itoa(*blockMiB)); err != nil {
 		return err
 	}
-	var storeURLs []string
+	writeFile := secret("write.token", writeToken)
 	pids := map[string]int{"baseline": procs[0].cmd.Process.Pid}
-	for i := 0; i < 3; i++ {
-		addr := freeAddr()
-		root := filepath.Join(work, fmt.Sprintf("vol%d", i))
-		os.MkdirAll(root, 0o700)
-		cfg := fmt.Sprintf("listen: %s\nblob_signing_key_file: %s\nadmin_token_file: %s\nlog_level: warn\nvolumes:\n  - driver: Directory\n    directory:\n      root: %s\n      reserve: -1\n", addr, keyFile, adminFile, root)
-		cfgPath := filepath.Join(work, fmt.Sprintf("keepstore%d.yml", i))
-		os.WriteFile(cfgPath, []byte(cfg), 0o600)
-		p, err := start(fmt.Sprintf("keepstore%d", i), filepath.Join(*binDir, "keepstore"), "-config", cfgPath)
-		if err != nil {
-			return err
-		}
-		pids[p.name] = p.cmd.Process.Pid
-		storeURLs = append(storeURLs, "http://"+addr)
-	}
 	tokens := filepath.Join(work, "tokens.yml")
 	os.WriteFile(tokens, []byte("tokens:\n  - name: bench\n    token: "+token+"\n    scopes: [read, write]\n"), 0o600)
-	proxyAddr := freeAddr()
-	var stores strings.Builder
-	for i, u := range storeURLs {
-		fmt.Fprintf(&stores, "  - url: %s\n    uuid: zzzzz-bi6l4-00000000000000%d\n", u, i)
+	// startCluster starts keepproxy and 3 keepstores from the binaries in
+	// bin, as make run configures them (the stores' write token held by
+	// keepproxy, which re-signs locators).
+	startCluster := func(label, bin string) (*benchCluster, error) {
+		bc := &benchCluster{label: label}
+		for i := 0; i < 3; i++ {
+			addr := freeAddr()
+			root := filepath.Join(work, fmt.Sprintf("%svol%d", label, i))
+			os.MkdirAll(root, 0o700)
+			cfg := fmt.Sprintf("listen: %s\nblob_signing_key_file: %s\nadmin_token_file: %s\nwrite_token_file: %s\nlog_level: warn\nvolumes:\n  - driver: Directory\n    directory:\n      root: %s\n      reserve: -1\n", addr, keyFile, adminFile, writeFile, root)
+			cfgPath := filepath.Join(work, fmt.Sprintf("%skeepstore%d.yml", label, i))
+			os.WriteFile(cfgPath, []byte(cfg), 0o600)
+			p, err := start(fmt.Sprintf("%skeepstore%d", label, i), filepath.Join(bin, "keepstore"), "-config", cfgPath)
+			if err != nil {
+				return nil, err
+			}
+			pids[p.name] = p.cmd.Process.Pid
+			bc.stores = append(bc.stores, "http://"+addr)
+		}
+		proxyAddr := freeAddr()
+		var stores strings.Builder
+		for i, u := range bc.stores {
+			fmt.Fprintf(&stores, "  - url: %s\n    uuid: zzzzz-bi6l4-00000000000000%d\n", u, i)
+		}
+		pcfg := filepath.Join(work, label+"keepproxy.yml")
+		os.WriteFile(pcfg, []byte(fmt.Sprintf("listen: %s\ntoken_file: %s\nstore_write_token_file: %s\nblob_signing_key_file: %s\nlog_level: warn\nstores:\n%s", proxyAddr, tokens, writeFile, keyFile, stores.String())), 0o600)
+		p, err := start(label+"keepproxy", filepath.Join(bin, "keepproxy"), "-config", pcfg)
+		if err != nil {
+			return nil, err
+		}
+		pids[p.name] = p.cmd.Process.Pid
+		bc.proxyAddr, bc.proxy = proxyAddr, "http://"+proxyAddr
+		for _, u := range append(bc.stores, bc.proxy) {
+			if err := waitUp(u + "/_health/ping"); err != nil {
+				return nil, err
+			}
+		}
+		return bc, nil
 	}
-	pcfg := filepath.Join(work, "keepproxy.yml")
-	os.WriteFile(pcfg, []byte(fmt.Sprintf("listen: %s\ntoken_file: %s\nlog_level: warn\nstores:\n%s", proxyAddr, tokens, stores.String())), 0o600)
-	p, err := start("keepproxy", filepath.Join(*binDir, "keepproxy"), "-config", pcfg)
+	cur, err := startCluster("", *binDir)
 	if err != nil {
 		return err
 	}
-	pids["keepproxy"] = p.cmd.Process.Pid
-	for _, u := range append(storeURLs, "http://"+proxyAddr, "http://"+sink) {
-		if err := waitUp(u + "/_health/ping"); err != nil {
+	var old *benchCluster
+	if *before != "" {
+		if old, err = startCluster("before-", *before); err != nil {
 			return err
 		}
+	}
+	storeURLs, proxyAddr := cur.stores, cur.proxyAddr
+	if err := waitUp("http://" + sink + "/_health/ping"); err != nil {
+		return err
 	}
 	var concs []int
 	maxc := 0
@@ -252,6 +343,8 @@ func run() error {
 		rand.Read(blocks[i])
 		hashes[i] = fmt.Sprintf("%x", md5.Sum(blocks[i]))
 	}
+	md5PerGiB := md5CPUPerGiB(blocks)
+	fmt.Fprintf(os.Stderr, "one MD5 pass: %.2f CPU-seconds per GiB\n", md5PerGiB)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true, WriteBufferSize: 256 << 10, ReadBufferSize: 256 << 10}}
 	sampler := &rssSampler{pids: pids}
 	idle := map[string]int64{}
@@ -264,15 +357,21 @@ func run() error {
 		mbps       float64
 		peak       map[string]int64
 		errs       int64
+		cpuPerGiB  float64 // CPU-seconds of all server processes per GiB moved
 	}
 	var rows []row
-	signed := make([]string, maxc) // locators signed for the bench token, for GETs
+	// Locators signed for the bench token, per cluster, for GETs.
+	signed := map[*benchCluster][]string{cur: make([]string, maxc), nil: make([]string, maxc)}
+	if old != nil {
+		signed[old] = make([]string, maxc)
+	}
 	var signedMu sync.Mutex
 	sinkURL := "http://" + sink
 	// measureOps runs conc workers, each calling fn rounds times.
 	measureOps := func(target, op string, conc int, fn func(w int) (int64, error)) row {
 		var errs atomic.Int64
 		var bytesMoved atomic.Int64
+		cpu0 := serverCPU(pids)
 		sampler.start()
 		t0 := time.Now()
 		var wg sync.WaitGroup
@@ -293,27 +392,40 @@ func run() error {
 		wg.Wait()
 		el := time.Since(t0).Seconds()
 		peak := sampler.finish()
+		cpu := serverCPU(pids) - cpu0
 		r := row{target: target, op: op, conc: conc, mbps: float64(bytesMoved.Load()) / el / (1 << 20), peak: peak, errs: errs.Load()}
-		fmt.Fprintf(os.Stderr, "%-34s %-4s c=%d %8.1f MiB/s errors=%d\n", target, op, conc, r.mbps, r.errs)
+		if moved := bytesMoved.Load(); moved > 0 {
+			r.cpuPerGiB = cpu / (float64(moved) / (1 << 30))
+		}
+		fmt.Fprintf(os.Stderr, "%-34s %-4s c=%d %8.1f MiB/s %5.2f CPU-s/GiB errors=%d\n", target, op, conc, r.mbps, r.cpuPerGiB, r.errs)
 		return r
 	}
-	measure := func(target, op, base string, replicas, conc int) row {
+	// measure times PUT or GET of the blocks against base; bc is the
+	// cluster base belongs to (nil: the sink or the S3 store), for signed
+	// locators and for the write token that its stores require directly.
+	measure := func(target, op, base string, bc *benchCluster, replicas, conc int) row {
 		cl := client
 		if strings.HasPrefix(base, "https:") {
 			cl = tlsClient
 		}
+		direct := bc != nil && slices.Contains(bc.stores, base)
+		locs := signed[bc]
 		return measureOps(target, op, conc, func(w int) (int64, error) {
 			var req *http.Request
+			tok := token
 			if op == "PUT" {
 				req, _ = http.NewRequest("PUT", base+"/"+hashes[w], bytes.NewReader(blocks[w]))
 				req.Header.Set(keepwire.DesiredReplicas, strconv.Itoa(replicas))
+				if direct {
+					tok = writeToken
+				}
 			} else {
 				signedMu.Lock()
-				loc := signed[w]
+				loc := locs[w]
 				signedMu.Unlock()
 				req, _ = http.NewRequest("GET", base+"/"+loc, nil)
 			}
-			req.Header.Set("Authorization", "Bearer "+token)
+			req.Header.Set("Authorization", "Bearer "+tok)
 			resp, err := cl.Do(req)
 			if err != nil {
 				return 0, err
@@ -324,9 +436,9 @@ func run() error {
 				if resp.StatusCode != 200 {
 					return 0, fmt.Errorf("PUT: %d", resp.StatusCode)
 				}
-				if base != sinkURL {
+				if base != sinkURL && tok == token {
 					signedMu.Lock()
-					signed[w] = strings.TrimSpace(string(body))
+					locs[w] = strings.TrimSpace(string(body))
 					signedMu.Unlock()
 				}
 				return int64(size), nil
@@ -348,13 +460,28 @@ func run() error {
 			return err
 		}
 	}
-	proxy, store0 := "http://"+proxyAddr, storeURLs[0]
+	proxy := cur.proxy
+	// pair measures a row on this build's cluster and, with -before, the
+	// same row on the earlier build's right after it.
+	pair := func(target, op string, store bool, replicas, c int) []row {
+		base := func(bc *benchCluster) string {
+			if store {
+				return bc.stores[0]
+			}
+			return bc.proxy
+		}
+		out := []row{measure(target, op, base(cur), cur, replicas, c)}
+		if old != nil {
+			out = append(out, measure("before: "+target, op, base(old), old, replicas, c))
+		}
+		return out
+	}
 	for _, c := range concs {
+		rows = append(rows, measure("baseline (MD5 sink)", "PUT", sinkURL, nil, 1, c))
+		rows = append(rows, pair("keepstore direct", "PUT", true, 1, c)...)
+		rows = append(rows, measure("keepproxy replicas=1", "PUT", proxy, cur, 1, c))
+		rows = append(rows, pair("keepproxy replicas=2", "PUT", false, 2, c)...)
 		rows = append(rows,
-			measure("baseline (MD5 sink)", "PUT", sinkURL, 1, c),
-			measure("keepstore direct", "PUT", store0, 1, c),
-			measure("keepproxy replicas=1", "PUT", proxy, 1, c),
-			measure("keepproxy replicas=2", "PUT", proxy, 2, c),
 			// The ceiling for replicas=2 on this machine: each block written to
 			// two keepstores at once by the client itself, no proxy.
 			measureOps("2 keepstores direct, in parallel", "PUT", c, func(w int) (int64, error) {
@@ -362,7 +489,7 @@ func run() error {
 				for _, st := range storeURLs[:2] {
 					go func(st string) {
 						req, _ := http.NewRequest("PUT", st+"/"+hashes[w], bytes.NewReader(blocks[w]))
-						req.Header.Set("Authorization", "Bearer "+token)
+						req.Header.Set("Authorization", "Bearer "+writeToken)
 						resp, err := client.Do(req)
 						if err == nil {
 							io.Copy(io.Discard, resp.Body)
@@ -379,19 +506,18 @@ func run() error {
 				}
 				return int64(size), nil
 			}),
-			measure("baseline (RAM)", "GET", sinkURL, 1, c),
-			measure("keepstore direct", "GET", store0, 1, c),
-			measure("keepproxy", "GET", proxy, 1, c),
-		)
+			measure("baseline (RAM)", "GET", sinkURL, nil, 1, c))
+		rows = append(rows, pair("keepstore direct", "GET", true, 1, c)...)
+		rows = append(rows, pair("keepproxy", "GET", false, 1, c)...)
 		if nginxURL != "" {
 			rows = append(rows,
-				measure("nginx TLS → keepproxy replicas=2", "PUT", nginxURL, 2, c),
-				measure("nginx TLS → keepproxy", "GET", nginxURL, 1, c))
+				measure("nginx TLS → keepproxy replicas=2", "PUT", nginxURL, cur, 2, c),
+				measure("nginx TLS → keepproxy", "GET", nginxURL, cur, 1, c))
 		}
 		if mio != nil && c <= 4 {
 			rows = append(rows,
-				measure("keepstore on MinIO (S3 volume)", "PUT", s3Store, 1, c),
-				measure("keepstore on MinIO (S3 volume)", "GET", s3Store, 1, c),
+				measure("keepstore on MinIO (S3 volume)", "PUT", s3Store, nil, 1, c),
+				measure("keepstore on MinIO (S3 volume)", "GET", s3Store, nil, 1, c),
 				measureOps("minio-go PutObject (one PUT)", "PUT", c, func(w int) (int64, error) { return mio.put(hashes[w], blocks[w]) }),
 				measureOps("minio-go GetObject", "GET", c, func(w int) (int64, error) { return mio.get(hashes[w]) }))
 		}
@@ -407,13 +533,18 @@ func run() error {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "# keepgate benchmarks\n\nMeasured by `make bench` (cmd/keepbench) on %s, %d MiB random blocks, %d blocks per worker per row, everything on loopback on one 2-core machine (client, proxy, 3 keepstores on directory volumes on one disk). Ratios are to baselines measured in the same run: PUT rows to the MD5-and-discard sink, GET rows to direct keepstore GET; nginx rows to the same operation straight to keepproxy; MinIO rows (keepstore with an S3 volume on a local MinIO) to minio-go's own PutObject/GetObject against the same server. Peak RSS is above each process's idle RSS.\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"), *blockMiB, *rounds)
-	b.WriteString("| target | op | concurrency | MiB/s | ratio | peak RSS above idle (MiB) | errors |\n|---|---|---:|---:|---:|---|---:|\n")
+	fmt.Fprintf(&b, "Server CPU is the user + system time of every server process (keepproxy, keepstores, the sink, MinIO; from /proc/PID/stat around each row) per GiB moved; one MD5 pass over a GiB took **%.2f CPU-seconds** in this run, and the × MD5 column divides by that.\n\n", md5PerGiB)
+	b.WriteString("| target | op | concurrency | MiB/s | ratio | server CPU s/GiB | × MD5 | peak RSS above idle (MiB) | errors |\n|---|---|---:|---:|---:|---:|---:|---|---:|\n")
 	for _, r := range rows {
 		base := find("baseline (MD5 sink)", "PUT", r.conc)
 		if r.op == "GET" {
 			base = find("keepstore direct", "GET", r.conc)
 		}
 		switch {
+		case strings.HasPrefix(r.target, "before: ") && r.op == "PUT":
+			base = find("baseline (MD5 sink)", "PUT", r.conc)
+		case strings.HasPrefix(r.target, "before: "):
+			base = find("before: keepstore direct", "GET", r.conc)
 		case strings.HasPrefix(r.target, "nginx") && r.op == "PUT":
 			base = find("keepproxy replicas=2", "PUT", r.conc)
 		case strings.HasPrefix(r.target, "nginx"):
@@ -430,13 +561,38 @@ func run() error {
 			ratio = fmt.Sprintf("%.0f%%", 100*r.mbps/base)
 		}
 		var mem []string
-		for _, n := range []string{"keepproxy", "keepstore0", "keepstore1", "keepstore2", "keepstore-s3"} {
+		names := []string{"keepproxy", "keepstore0", "keepstore1", "keepstore2", "keepstore-s3"}
+		if strings.HasPrefix(r.target, "before: ") {
+			names = []string{"before-keepproxy", "before-keepstore0", "before-keepstore1", "before-keepstore2"}
+		}
+		for _, n := range names {
 			if _, ok := pids[n]; !ok {
 				continue
 			}
 			mem = append(mem, fmt.Sprintf("%s %.0f", strings.TrimPrefix(n, "keep"), float64(r.peak[n]-idle[n])/(1<<20)))
 		}
-		fmt.Fprintf(&b, "| %s | %s | %d | %.1f | %s | %s | %d |\n", r.target, r.op, r.conc, r.mbps, ratio, strings.Join(mem, ", "), r.errs)
+		fmt.Fprintf(&b, "| %s | %s | %d | %.1f | %s | %.2f | %.2f | %s | %d |\n", r.target, r.op, r.conc, r.mbps, ratio, r.cpuPerGiB, r.cpuPerGiB/md5PerGiB, strings.Join(mem, ", "), r.errs)
+	}
+	cpuOf := func(target, op string, c int) float64 {
+		for _, r := range rows {
+			if r.target == target && r.op == op && r.conc == c {
+				return r.cpuPerGiB
+			}
+		}
+		return 0
+	}
+	if old != nil {
+		b.WriteString("\n## Before and after, measured alternately in this run\n\nThe earlier build (`-before`) ran as a second cluster of the same shape on the same machine; each row below was measured on this build and then at once on the earlier one.\n\n| row | concurrency | MiB/s after / before | ratio | server CPU s/GiB after / before (× MD5) |\n|---|---:|---:|---:|---:|\n")
+		for _, c := range concs {
+			for _, tr := range [][2]string{{"keepstore direct", "PUT"}, {"keepproxy replicas=2", "PUT"}, {"keepstore direct", "GET"}, {"keepproxy", "GET"}} {
+				a, o := find(tr[0], tr[1], c), find("before: "+tr[0], tr[1], c)
+				ca, co := cpuOf(tr[0], tr[1], c), cpuOf("before: "+tr[0], tr[1], c)
+				if o == 0 {
+					continue
+				}
+				fmt.Fprintf(&b, "| %s %s | %d | %.0f / %.0f | **%.2f×** | %.2f / %.2f (%.2f / %.2f) |\n", tr[0], tr[1], c, a, o, a/o, ca, co, ca/md5PerGiB, co/md5PerGiB)
+			}
+		}
 	}
 	put2 := find("keepproxy replicas=2", "PUT", 4) / find("baseline (MD5 sink)", "PUT", 4)
 	get4 := find("keepproxy", "GET", 4) / find("keepstore direct", "GET", 4)
@@ -449,7 +605,14 @@ func run() error {
 	fmt.Fprintf(&b, "\nFor scale: writing each block to two keepstores at once straight from the client (no proxy) reaches %.0f MiB/s at concurrency 4, i.e. %.0f%% of the MD5 sink; keepproxy replicas=2 reaches %.0f%% of that ceiling.\n",
 		find("2 keepstores direct, in parallel", "PUT", 4), 100*find("2 keepstores direct, in parallel", "PUT", 4)/find("baseline (MD5 sink)", "PUT", 4),
 		100*find("keepproxy replicas=2", "PUT", 4)/find("2 keepstores direct, in parallel", "PUT", 4))
-	fmt.Fprintf(&b, "\nTargets: proxy PUT replicas=2 c=4 vs MD5 sink = **%.0f%%** (target ≥ 50%%); proxy GET c=4 vs direct keepstore GET = **%.0f%%** (target ≥ 80%%); proxy peak RSS above idle under 8 concurrent 64 MiB PUTs = **%.0f MiB** (target ≤ 64 MiB).\n", 100*put2, 100*get4, float64(proxyPeak)/(1<<20))
+	fmt.Fprintf(&b, "\nTargets: proxy PUT replicas=2 c=4 vs MD5 sink = **%.0f%%** (target ≥ 60%%); proxy GET c=4 vs direct keepstore GET = **%.0f%%** (target ≥ 95%%); proxy peak RSS above idle under 8 concurrent 64 MiB PUTs = **%.0f MiB** (target ≤ 64 MiB).\n", 100*put2, 100*get4, float64(proxyPeak)/(1<<20))
+	fmt.Fprintf(&b, "\nServer CPU per GiB at c=4 vs one MD5 pass: replicated PUT (replicas=2) **%.2f×** (target ≤ 3.0×); GET through keepproxy **%.2f×** (target ≤ 0.8×); direct keepstore GET %.2f×.\n",
+		cpuOf("keepproxy replicas=2", "PUT", 4)/md5PerGiB, cpuOf("keepproxy", "GET", 4)/md5PerGiB, cpuOf("keepstore direct", "GET", 4)/md5PerGiB)
+	if old != nil && find("before: keepstore direct", "GET", 4) > 0 {
+		fmt.Fprintf(&b, "\nBefore/after at c=4: keepstore GET **%.2f×** (target ≥ 1.5×); keepproxy GET %.2f×; PUT replicas=2 %.2f×.\n",
+			find("keepstore direct", "GET", 4)/find("before: keepstore direct", "GET", 4), find("keepproxy", "GET", 4)/find("before: keepproxy", "GET", 4),
+			find("keepproxy replicas=2", "PUT", 4)/find("before: keepproxy replicas=2", "PUT", 4))
+	}
 	if nginxURL != "" {
 		fmt.Fprintf(&b, "\nnginx TLS in front of keepproxy, concurrency 4: PUT replicas=2 %.0f MiB/s vs %.0f MiB/s straight to keepproxy (**%.0f%%**); GET %.0f vs %.0f MiB/s (**%.0f%%**).\n",
 			find("nginx TLS → keepproxy replicas=2", "PUT", 4), find("keepproxy replicas=2", "PUT", 4), 100*find("nginx TLS → keepproxy replicas=2", "PUT", 4)/find("keepproxy replicas=2", "PUT", 4),
@@ -465,9 +628,21 @@ func run() error {
 				find("keepstore on MinIO (S3 volume)", "GET", c), find("minio-go GetObject", "GET", c), 100*find("keepstore on MinIO (S3 volume)", "GET", c)/find("minio-go GetObject", "GET", c))
 		}
 	}
+	// Hand-written notes (profiles, analysis) after the marker line of the
+	// previous file are kept.
+	if prev, err := os.ReadFile(*outPath); err == nil {
+		if i := bytes.Index(prev, []byte(notesMarker)); i >= 0 {
+			b.WriteString("\n")
+			b.Write(prev[i:])
+		}
+	}
 	fmt.Print(b.String())
 	return os.WriteFile(*outPath, []byte(b.String()), 0o644)
 }
+
+// notesMarker starts the hand-written part of BENCHMARKS.md, which a new
+// run keeps.
+const notesMarker = "<!-- notes: kept by keepbench -->"
 
 var tlsClient = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, MaxIdleConnsPerHost: 64, DisableCompression: true, WriteBufferSize: 256 << 10, ReadBufferSize: 256 << 10}}
 

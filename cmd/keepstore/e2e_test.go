@@ -340,7 +340,7 @@ func TestEnvOverridesAndLimits(t *testing.T) {
 	os.Mkdir(root, 0o755)
 	addr := testenv.FreeAddr(t)
 	k := startKS(t, "listen: 127.0.0.1:1\nsignature_ttl: 336h\n"+secretsYAML(t, dir)+"volumes:\n"+dirVolume(root, ""),
-		"KEEPSTORE_LISTEN="+addr, "KEEPSTORE_SIGNATURE_TTL=1h", "KEEPSTORE_MEMORY_BUDGET=1MiB")
+		"KEEPSTORE_LISTEN="+addr, "KEEPSTORE_SIGNATURE_TTL=1h", "KEEPSTORE_MEMORY_BUDGET=2MiB")
 	r := k.do("PUT", "/"+helloHash, bytes.NewReader(helloData), auth(e2eUser))
 	k.want(r, 200, helloHash)
 	loc, _ := blockstore.ParseLocator(strings.TrimSpace(r.body))
@@ -352,7 +352,8 @@ func TestEnvOverridesAndLimits(t *testing.T) {
 		t.Fatalf("signed with the wrong TTL: %v", err)
 	}
 
-	// A slow PUT holds the whole 1 MiB budget: others get 503 + Retry-After.
+	// A slow PUT holds the whole 2 MiB budget (a copy buffer and a checksum
+	// chunk): others get 503 + Retry-After.
 	data, h := volumetest.Block(1, 3<<20)
 	pr, pw := io.Pipe()
 	done := make(chan reply, 1)

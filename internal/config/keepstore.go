@@ -262,8 +262,8 @@ func (c *Keepstore) Validate() error {
 	if c.TrashConcurrency < 1 {
 		bad("trash_concurrency %d: must be at least 1", c.TrashConcurrency)
 	}
-	if c.MemoryBudget < 1<<20 {
-		bad("memory_budget %v: must be at least 1MiB (one copy buffer)", c.MemoryBudget)
+	if c.MemoryBudget < 2<<20 {
+		bad("memory_budget %v: must be at least 2MiB (one copy buffer and one checksum chunk)", c.MemoryBudget)
 	}
 	if c.MaxConcurrentRequests < 1 {
 		bad("max_concurrent_requests %d: must be at least 1", c.MaxConcurrentRequests)
