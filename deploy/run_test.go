@@ -20,7 +20,7 @@ func startRun(t *testing.T, varDir, bin string, ports []string) (*testenv.Proc, 
 	t.Helper()
 	p := testenv.Start(t, "bash", []string{filepath.Join(testenv.RepoRoot(), "scripts/run.sh")},
 		"KEEPGATE_VAR="+varDir, "KEEPGATE_BIN="+bin,
-		"PROXY_PORT="+ports[0], "STORE_PORTS="+ports[1]+" "+ports[2], "TLS_PORT="+ports[3])
+		"PROXY_PORT="+ports[0], "STORE_PORTS="+ports[1]+" "+ports[2], "TLS_PORT="+ports[3], "ADMIN_PORT="+ports[4])
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		if _, err := os.Stat(filepath.Join(varDir, "ready")); err == nil {
@@ -40,12 +40,12 @@ func TestMakeRunCluster(t *testing.T) {
 	testenv.LookPath(t, "openssl")
 	testenv.LookPath(t, "curl")
 	bin := t.TempDir()
-	for _, name := range []string{"keepproxy", "keepstore", "keep"} {
+	for _, name := range []string{"keepproxy", "keepstore", "keep", "keepgate"} {
 		os.Symlink(testenv.Build(t, name), filepath.Join(bin, name))
 	}
 	varDir := t.TempDir()
 	var ports []string
-	for i := 0; i < 4; i++ {
+	for i := 0; i < 5; i++ {
 		a := testenv.FreeAddr(t)
 		ports = append(ports, a[strings.LastIndexByte(a, ':')+1:])
 	}
@@ -60,7 +60,8 @@ func TestMakeRunCluster(t *testing.T) {
 	cmd := exec.Command("bash", "-euo", "pipefail", "-c", example)
 	res, err := cmd.CombinedOutput()
 	if err != nil || !bytes.Contains(res, []byte("stored 6f09f2b353b6d63069f770b90e2b112c+11+A")) || !bytes.Contains(res, []byte("hello keep\n")) ||
-		!bytes.Contains(res, []byte("keepproxy.example.yml")) {
+		!bytes.Contains(res, []byte("keepproxy.example.yml")) || !bytes.Contains(res, []byte("created access key")) ||
+		!bytes.Contains(res, []byte("demo-key")) || !bytes.Contains(res, []byte("+A")) {
 		t.Fatalf("the printed example failed: %v\n%s\n--- example:\n%s", err, res, example)
 	}
 	loc := strings.TrimSpace(strings.TrimPrefix(strings.Split(string(res), "\n")[0], "stored "))

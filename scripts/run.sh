@@ -7,7 +7,7 @@
 #
 # Overrides (for tests or a second cluster): KEEPGATE_VAR (default ./var),
 # KEEPGATE_BIN (./bin), PROXY_PORT (25107), STORE_PORTS ("25108 25109"),
-# TLS_PORT (8443), NO_NGINX=1.
+# TLS_PORT (8443), ADMIN_PORT (25110, keepproxy's admin API), NO_NGINX=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -16,6 +16,7 @@ BIN=${KEEPGATE_BIN:-$ROOT/bin}
 PROXY_PORT=${PROXY_PORT:-25107}
 STORE_PORTS=${STORE_PORTS:-"25108 25109"}
 TLS_PORT=${TLS_PORT:-8443}
+ADMIN_PORT=${ADMIN_PORT:-25110}
 mkdir -p "$VAR/secrets" "$VAR/logs" "$VAR/tls"
 chmod 700 "$VAR/secrets"
 rm -f "$VAR/ready"
@@ -34,6 +35,9 @@ secret admin.token 40
 secret write.token 40
 secret dev.token 40
 secret management.token 40
+secret pepper 40
+secret adminapi.token 40
+ADMIN_TOKEN=$(cat "$VAR/secrets/adminapi.token")
 TOKEN=$(cat "$VAR/secrets/dev.token")
 
 cat > "$VAR/tokens.yml" <<EOT
@@ -103,10 +107,30 @@ management_token_file: $VAR/secrets/management.token
 default_replicas: 2
 stores:
 $STORES
+# One storage of both keepstores, for the demo access key.
+storages:
+  demo:
+    stores: [$(i=0; for port in $STORE_PORTS; do [ $i -gt 0 ] && printf ', '; printf 'http://127.0.0.1:%s' "$port"; i=$((i+1)); done)]
+default_storage: demo
+state:
+  path: $VAR/state/keepproxy.db
+  pepper_file: $VAR/secrets/pepper
+admin:
+  listen: 127.0.0.1:$ADMIN_PORT
+  token_file: $VAR/secrets/adminapi.token
 EOT
 "$BIN/keepproxy" -config "$VAR/keepproxy.yml" >> "$VAR/logs/keepproxy.log" 2>&1 &
 pids+=($!)
 wait_up "http://127.0.0.1:$PROXY_PORT/_health/ping" "$!" keepproxy
+ADMIN=http://127.0.0.1:$ADMIN_PORT
+# The demo access key: created once, its id and secret kept in secrets/.
+if [ ! -s "$VAR/secrets/demo.key" ]; then
+  reply=$(curl -sS -u "admin:$ADMIN_TOKEN" -X POST "$ADMIN/access_keys" -d '{"id":"demo-key","storage":{"name":"demo"},"description":"make run demo"}')
+  secret=$(printf '%s' "$reply" | sed -n 's/.*"secret": *"\([^"]*\)".*/\1/p')
+  [ -n "$secret" ] || { echo "creating the demo access key failed: $reply"; exit 1; }
+  (umask 077; printf 'demo-key %s\n' "$secret" > "$VAR/secrets/demo.key")
+fi
+read -r KEY_ID KEY_SECRET < "$VAR/secrets/demo.key"
 URL=http://127.0.0.1:$PROXY_PORT
 CURLK=""
 KEEPINSECURE=""
@@ -159,6 +183,8 @@ cat <<EOT
   logs        $VAR/logs/
 
   token       $TOKEN
+  admin API   $ADMIN   (admin token: $ADMIN_TOKEN)
+  access key  $KEY_ID / $KEY_SECRET   (storage "demo"; token v2/$KEY_ID/$KEY_SECRET)
 
 Example — put a block and get it back:
 
@@ -172,6 +198,15 @@ curl -sS ${CURLK}-H "Authorization: Bearer \$KEEP_TOKEN" "\$KEEP_PROXY/\$LOC"
 M=\$($BIN/keep put -q ${KEEPINSECURE}$ROOT/README.md $ROOT/config)
 $BIN/keep ls ${KEEPINSECURE}"\$M"
 $BIN/keep get ${KEEPINSECURE}"\$M" "\$(mktemp -d)"
+
+# The same with the demo access key (curl -u ID:SECRET, or v2/ID/SECRET as the token):
+curl -sS ${CURLK}-u $KEY_ID:$KEY_SECRET -X PUT --data-binary @$ROOT/README.md "\$KEEP_PROXY/\$(md5sum < $ROOT/README.md | cut -c1-32)"
+KEEP_TOKEN=v2/$KEY_ID/$KEY_SECRET $BIN/keep put ${KEEPINSECURE}$ROOT/config
+
+# Access keys over the admin API (never shown again: keep the secret you get):
+export KEEPGATE_ADMIN_URL=$ADMIN KEEPGATE_ADMIN_TOKEN_FILE=$VAR/secrets/adminapi.token
+$BIN/keepgate keys create --storage demo --description "lab A"
+$BIN/keepgate keys list
 
 EOT
 echo "READY" > "$VAR/ready"

@@ -164,7 +164,7 @@ func DefaultKeepproxy() Keepproxy {
 		SignatureTTL:   336 * time.Hour,
 		Audit:          DefaultAudit(),
 		State:          ProxyState{Driver: "sqlite"},
-		Admin:          ProxyAdmin{Listen: "127.0.0.1:25109"},
+		Admin:          ProxyAdmin{Listen: "127.0.0.1:25110"},
 		Uploader:       true,
 		LogLevel:       "info",
 	}

@@ -32,7 +32,7 @@ type ProxyState struct {
 
 // ProxyAdmin is the admin API's listener (access keys).
 type ProxyAdmin struct {
-	Listen    string `mapstructure:"listen"`     // default 127.0.0.1:25109
+	Listen    string `mapstructure:"listen"`     // default 127.0.0.1:25110
 	TokenFile string `mapstructure:"token_file"` // "": the admin API is off
 }
 

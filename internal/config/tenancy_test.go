@@ -19,7 +19,7 @@ admin: {token_file: /tmp/admin}
 		t.Fatal(err)
 	}
 	if len(c.Stores) != 3 || c.Stores[2].URL != "http://b:1" || c.Stores[2].AsWritten != "http://b:1/" || c.DefaultStorage != "tenant-a" ||
-		c.Storages["tenant-a"].MaxReplicas != 3 || strings.Join(c.StorageNames(), ",") != "archive,tenant-a" || c.Admin.Listen != "127.0.0.1:25109" || c.State.Driver != "sqlite" {
+		c.Storages["tenant-a"].MaxReplicas != 3 || strings.Join(c.StorageNames(), ",") != "archive,tenant-a" || c.Admin.Listen != "127.0.0.1:25110" || c.State.Driver != "sqlite" {
 		t.Fatalf("%+v", c)
 	}
 	one, err := LoadKeepproxy(writeConf(t, base+"storages:\n  only: {stores: [http://a:1]}\n"))
