@@ -105,6 +105,9 @@ func New(opt Options) *Log {
 
 // Record implements metering.Accountant.
 func (l *Log) Record(_ context.Context, t *metering.Transfer) {
+	if t.NoAudit {
+		return
+	}
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	if l.closed {

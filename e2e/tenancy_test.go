@@ -196,6 +196,17 @@ func TestTenancyIsolationAndRevocation(t *testing.T) {
 		t.Fatalf("Basic without a colon: %d", r.StatusCode)
 	}
 
+	// A key with activity_event_logging off stays out of the audit log
+	// (the default stdout sink); the others are in it.
+	idQ, secQ := c.createKey(t, `{"id":"quiet-key","storage":{"name":"tenant-a"},"configuration":{"server":{"activity_event_logging":false}}}`)
+	dq, hq := volumetest.Block(97, 700)
+	if resp, _ := keyReq(t, "PUT", c.ProxyURL+"/"+hq.String(), idQ, secQ, false, dq); resp.StatusCode != 200 {
+		t.Fatalf("quiet key PUT: %d", resp.StatusCode)
+	}
+	if out := c.Proxy.Output(); strings.Contains(out, `"principal_id":"quiet-key"`) || !strings.Contains(out, `"principal_id":"lab-a"`) {
+		t.Fatal("activity_event_logging: false did not keep the key out of the audit log (or lab-a is missing from it)")
+	}
+
 	// Revocation: the very next request is refused, saying why.
 	if code := c.admin(t, "DELETE", "/access_keys/"+idA); code != 204 {
 		t.Fatalf("revoke: %d", code)

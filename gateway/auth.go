@@ -37,6 +37,9 @@ type Identity struct {
 	// UID is an access key's immutable uid: the locators keepproxy signs
 	// for the key are signed for it, not for the secret.
 	UID string
+	// NoAudit: the key's configuration.server.activity_event_logging is
+	// off, so its transfers are not written to the audit log.
+	NoAudit bool
 }
 
 // Has reports whether the identity carries scope s (admin implies all).

@@ -116,7 +116,7 @@ func (g *Gateway) authorize(r *http.Request, scope Scope) (string, *Identity, er
 		return "", nil, err
 	}
 	t := metering.From(r.Context())
-	t.PrincipalKind, t.PrincipalID = id.Source, id.Name
+	t.PrincipalKind, t.PrincipalID, t.NoAudit = id.Source, id.Name, id.NoAudit
 	if id.Storage != "" {
 		t.Storage = id.Storage
 	} else {

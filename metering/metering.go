@@ -50,6 +50,10 @@ type Transfer struct {
 	TTFB     time.Duration // until the response's first byte (its header)
 	Duration time.Duration
 
+	// NoAudit: the principal's transfers are kept out of the audit log
+	// (an access key with activity_event_logging off); usage still counts.
+	NoAudit bool
+
 	mu     sync.Mutex
 	stores []string
 }
