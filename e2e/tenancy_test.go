@@ -207,6 +207,26 @@ func TestTenancyIsolationAndRevocation(t *testing.T) {
 		t.Fatal("activity_event_logging: false did not keep the key out of the audit log (or lab-a is missing from it)")
 	}
 
+	// Locators are signed for the key's uid, not its secret: after a
+	// rotation (no overlap) the old locators work with the new secret, and
+	// the old secret is refused.
+	req, _ = http.NewRequest("POST", c.adminURL+"/access_keys/"+idB+"/secret", strings.NewReader(`{"overlap":"0s"}`))
+	req.SetBasicAuth("admin", tenancyAdminToken)
+	rr, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rot struct{ Secret string }
+	json.NewDecoder(rr.Body).Decode(&rot)
+	rr.Body.Close()
+	if resp, _ := keyReq(t, "GET", c.ProxyURL+"/"+blocksB[5].loc, idB, rot.Secret, false, nil); resp.StatusCode != 200 || rot.Secret == "" {
+		t.Fatalf("an old locator with the rotated secret: %d", resp.StatusCode)
+	}
+	if resp, _ := keyReq(t, "GET", c.ProxyURL+"/"+blocksB[5].loc, idB, secB, false, nil); resp.StatusCode != 403 {
+		t.Fatalf("the secret before the rotation: %d", resp.StatusCode)
+	}
+	secB = rot.Secret
+
 	// Revocation: the very next request is refused, saying why.
 	if code := c.admin(t, "DELETE", "/access_keys/"+idA); code != 204 {
 		t.Fatalf("revoke: %d", code)

@@ -89,7 +89,7 @@ func (a *AccessKeys) Authenticate(ctx context.Context, token string) (*Identity,
 	for _, s := range k.Scopes {
 		scopes = append(scopes, Scope(s))
 	}
-	return &Identity{Name: id, Scopes: scopes, Source: "access-key", Storage: k.Storage, UID: k.UID, NoAudit: !k.AuditEvents}, nil
+	return &Identity{Name: id, Scopes: scopes, Source: "access-key", Storage: k.Storage, UID: k.UID, Expires: k.ExpiresAt, NoAudit: !k.AuditEvents}, nil
 }
 
 func (a *AccessKeys) key(ctx context.Context, id string) (state.Key, error) {

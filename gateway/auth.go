@@ -37,6 +37,9 @@ type Identity struct {
 	// UID is an access key's immutable uid: the locators keepproxy signs
 	// for the key are signed for it, not for the secret.
 	UID string
+	// Expires: an access key's expiry (zero: none); the locators signed
+	// for the key expire no later.
+	Expires time.Time
 	// NoAudit: the key's configuration.server.activity_event_logging is
 	// off, so its transfers are not written to the audit log.
 	NoAudit bool

@@ -157,6 +157,10 @@ func (g *Gateway) handleGet(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
+	if err := g.toStores(&req); err != nil {
+		g.fail(w, r, err)
+		return
+	}
 	release, err := g.admitRead(r.Context(), req.Identity, head)
 	if err == nil {
 		var rel2 func()

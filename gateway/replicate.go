@@ -272,5 +272,5 @@ func (g *Gateway) signFor(storeLoc string, req PutRequest) string {
 	if err != nil || loc.Hash != req.Hash {
 		loc = blockstore.Locator{Hash: req.Hash, Size: req.Size}
 	}
-	return g.signer.Sign(loc, req.Token).String()
+	return g.signForCaller(loc, req.Identity, req.Token).String()
 }

@@ -114,11 +114,12 @@ func TestBadBodiesLeaveNothingMinIO(t *testing.T) {
 	if keys, uploads := srv.allKeys(t, bucket); len(keys) != 0 || len(uploads) != 0 {
 		t.Fatalf("failed Puts left objects %q and uploads %q in the bucket", keys, uploads)
 	}
-	// And a good Put stores exactly the block and its marker.
+	// And a good Put stores exactly the block, its marker and its chunk
+	// checksums.
 	if err := v.Put(t.Context(), h, bytes.NewReader(data), -1); err != nil {
 		t.Fatal(err)
 	}
-	if keys, _ := srv.allKeys(t, bucket); len(keys) != 2 || keys[0] != h.String() || keys[1] != "recent/"+h.String() {
+	if keys, _ := srv.allKeys(t, bucket); len(keys) != 3 || keys[0] != h.String() || keys[1] != "recent/"+h.String() || keys[2] != "sums/"+h.String() {
 		t.Fatalf("bucket holds %q after one Put", keys)
 	}
 }

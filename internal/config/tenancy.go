@@ -96,6 +96,9 @@ func (c *Keepproxy) addStorageStores(bad func(string, ...any)) {
 		if c.State.Driver != "sqlite" {
 			bad("state.driver %q: this version has sqlite", c.State.Driver)
 		}
+		if c.StoreWriteTokenFile == "" || c.BlobSigningKeyFile == "" {
+			bad("state.path (access keys) needs store_write_token_file and blob_signing_key_file: keepproxy signs access keys' locators itself (for the key's uid, not its secret) and talks to the keepstores with the write token, so they never see a key's secret")
+		}
 		if c.State.PepperFile == "" {
 			bad("state.pepper_file: required with state.path (the secret access-key secrets are hashed with; e.g. head -c 32 /dev/urandom | base64 > pepper, mode 0600)")
 		}

@@ -14,6 +14,8 @@ func TestStoragesConfig(t *testing.T) {
 default_storage: tenant-a
 state: {path: /tmp/x.db, pepper_file: /tmp/pepper}
 admin: {token_file: /tmp/admin}
+store_write_token_file: /w
+blob_signing_key_file: /k
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -26,7 +28,7 @@ admin: {token_file: /tmp/admin}
 	if err != nil || one.DefaultStorage != "only" {
 		t.Fatalf("one storage is the default: %v %q", err, one.DefaultStorage)
 	}
-	if _, err := LoadKeepproxy(writeConf(t, "state: {path: /tmp/x.db, pepper_file: /tmp/p}\nstores: [{url: http://a:1}]\n")); err != nil {
+	if _, err := LoadKeepproxy(writeConf(t, "state: {path: /tmp/x.db, pepper_file: /tmp/p}\nstores: [{url: http://a:1}]\nstore_write_token_file: /w\nblob_signing_key_file: /k\n")); err != nil {
 		t.Fatalf("access keys alone are a token source: %v", err)
 	}
 	for _, tc := range []struct{ yaml, want string }{
@@ -38,6 +40,7 @@ admin: {token_file: /tmp/admin}
 		{"storages:\n  a: {stores: [ftp://a]}\n", "must be an http://"},
 		{"storages:\n  a: {stores: [http://a:1], default_replicas: 4, max_replicas: 3}\n", "want 0 ≤ default ≤ max"},
 		{"stores: [{url: http://a:1}]\nstate: {path: /tmp/x.db}\n", "state.pepper_file: required"},
+		{"stores: [{url: http://a:1}]\nstate: {path: /tmp/x.db, pepper_file: /p}\n", "needs store_write_token_file and blob_signing_key_file"},
 		{"stores: [{url: http://a:1}]\nadmin: {token_file: /tmp/a}\n", "need state.path"},
 		{"stores: [{url: http://a:1}]\nstate: {path: /tmp/x.db, pepper_file: /p, driver: bolt}\n", `state.driver "bolt"`},
 	} {
