@@ -22,7 +22,7 @@ type tenantCluster struct {
 
 // startTenants: keepproxy with four keepstores in two storages (stores 0-1
 // tenant-a, 2-3 tenant-b), SQLite state and the admin API.
-func startTenants(t *testing.T) *tenantCluster {
+func startTenants(t testing.TB) *tenantCluster {
 	dir := t.TempDir()
 	pepper := testenv.WriteSecret(t, dir, "pepper", "e2e-pepper-0123456789abcdef")
 	adminTok := testenv.WriteSecret(t, dir, "admin.token", tenancyAdminToken)
@@ -40,7 +40,7 @@ admin: {listen: %s, token_file: %s}
 }
 
 // createKey makes an access key over the admin API; id and secret.
-func (c *tenantCluster) createKey(t *testing.T, body string) (string, string) {
+func (c *tenantCluster) createKey(t testing.TB, body string) (string, string) {
 	t.Helper()
 	req, _ := http.NewRequest("POST", c.adminURL+"/access_keys", strings.NewReader(body))
 	req.SetBasicAuth("admin", tenancyAdminToken)
