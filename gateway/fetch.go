@@ -353,8 +353,8 @@ func errString(err error) string {
 // isChecksumError reports a store's "checksum mismatch in stored data"
 // answer (502 with that text, KEEP-PROTOCOL §5.2).
 func isChecksumError(err error) bool {
-	var se *upstreamStatusError
-	return errors.As(err, &se) && se.status == http.StatusBadGateway && strings.Contains(se.msg, "checksum mismatch")
+	var se *upstreamStatusError // a store's own answer (not our verification)
+	return errors.As(err, &se) && se.kind == blockstore.KindCorrupt
 }
 
 // RangeError is the cause of a KindBadRange answer: a Range outside a block

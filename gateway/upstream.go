@@ -260,6 +260,9 @@ func upstreamErr(svc Service, err error) error {
 
 // statusErr turns a store's error reply into an error whose kind follows
 // the shared status table and whose message is the store's first line.
+// This is the one place a store's reply is classified: a 502 saying
+// "checksum mismatch" is a store reporting its copy corrupt (KEEP-PROTOCOL
+// §5.2 gives it no other signal), KindCorrupt; everything else by status.
 func statusErr(svc Service, status int, body []byte) error {
 	msg := strings.TrimSpace(string(body))
 	if i := strings.IndexByte(msg, '\n'); i >= 0 {
@@ -271,13 +274,18 @@ func statusErr(svc Service, status int, body []byte) error {
 	if msg == "" {
 		msg = http.StatusText(status)
 	}
-	return &upstreamStatusError{svc: svc.UUID, status: status, msg: msg}
+	kind := blockstore.KindForStatus(status)
+	if status == http.StatusBadGateway && strings.Contains(msg, "checksum mismatch") {
+		kind = blockstore.KindCorrupt
+	}
+	return &upstreamStatusError{svc: svc.UUID, status: status, msg: msg, kind: kind}
 }
 
 type upstreamStatusError struct {
 	svc    string
 	status int
 	msg    string
+	kind   blockstore.Kind
 }
 
 func (e *upstreamStatusError) Error() string {
@@ -286,20 +294,14 @@ func (e *upstreamStatusError) Error() string {
 
 // Unwrap exposes a kinded error so blockstore.KindOf classifies it.
 func (e *upstreamStatusError) Unwrap() error {
-	return &blockstore.Error{Kind: blockstore.KindForStatus(e.status), Msg: e.msg}
+	return &blockstore.Error{Kind: e.kind, Msg: e.msg}
 }
 
 // statusOfUpstream returns the HTTP status a store answered, or 0.
 func statusOfUpstream(err error) int {
-	for e := err; e != nil; {
-		if s, ok := e.(*upstreamStatusError); ok {
-			return s.status
-		}
-		u, ok := e.(interface{ Unwrap() error })
-		if !ok {
-			return 0
-		}
-		e = u.Unwrap()
+	var se *upstreamStatusError
+	if errors.As(err, &se) {
+		return se.status
 	}
 	return 0
 }
