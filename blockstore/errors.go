@@ -39,6 +39,7 @@ const (
 	KindOverloaded                   // 503 + Retry-After: a budget or limiter is spent
 	KindFull                         // 507: no space left
 	KindReadOnly                     // 507: the volume or node does not accept writes
+	KindMisdirected                  // 421: no forwarding rule serves the host the client connected to
 )
 
 type kindInfo struct {
@@ -73,6 +74,7 @@ var kindTable = map[Kind]kindInfo{
 	KindOverloaded:       {http.StatusServiceUnavailable, "server busy, retry later"},
 	KindFull:             {http.StatusInsufficientStorage, "insufficient storage"},
 	KindReadOnly:         {http.StatusInsufficientStorage, "insufficient storage: no writable volume"},
+	KindMisdirected:      {http.StatusMisdirectedRequest, "misdirected request: this server has no rule for that host name"},
 }
 
 // Status is the HTTP status for k.
@@ -91,7 +93,7 @@ func (k Kind) String() string {
 		"hash-mismatch", "length-mismatch", "no-token", "expired-signature", "forbidden",
 		"not-found", "method-not-allowed", "timeout", "length-required", "too-large", "bad-range",
 		"unprocessable", "canceled", "collision", "loop", "corrupt", "bad-gateway",
-		"unavailable", "overloaded", "full", "read-only"}
+		"unavailable", "overloaded", "full", "read-only", "misdirected"}
 	if int(k) >= 0 && int(k) < len(names) {
 		return names[k]
 	}

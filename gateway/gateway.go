@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -81,6 +82,11 @@ type Options struct {
 	// storage, ImplicitStorage, of every store in Services.
 	Storages       []Storage
 	DefaultStorage string
+	// Rules route by the name the client connected to; UnknownHost is
+	// the name of the rule for other names ("" or "reject": 421). None:
+	// one implicit rule. SetRules replaces them later (SIGHUP).
+	Rules       []Rule
+	UnknownHost string
 	// Meter admits transfers before they start and records each one
 	// after it ended (usage, limits, the audit log); nil: admit all,
 	// record nothing.
@@ -96,6 +102,7 @@ type Gateway struct {
 	rendezvous   *RendezvousRouter
 	router       Router
 	meter        *metering.Meter
+	rules        atomic.Pointer[ruleSet] // nil: no rules
 	auth         Authenticator
 	up           *upstream
 	budget       *Budget            // bytes of buffer memory
@@ -192,6 +199,7 @@ func New(opt Options) (*Gateway, error) {
 	} else if g.router == nil {
 		g.router = NewStorageRouter(opt.Storages, opt.DefaultStorage)
 	}
+	g.SetRules(opt.Rules, opt.UnknownHost)
 	g.meter = opt.Meter
 	if g.meter == nil {
 		g.meter = &metering.Meter{}

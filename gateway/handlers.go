@@ -63,8 +63,13 @@ func (g *Gateway) Handler() http.Handler {
 		ExposedHeaders:     strings.Split(keepwire.CORSExposeHeaders, ", "),
 		MaxAge:             keepwire.CORSMaxAgeSeconds,
 		OptionsPassthrough: true, // our OPTIONS handler answers with the exact §7 values
+		// A rule's cors_origins narrow the grant (staticCORS has the say).
+		AllowOriginVaryRequestFunc: func(r *http.Request, origin string) (bool, []string) {
+			return corsAllowed(r, origin), []string{"Origin"}
+		},
 	})
 	var h http.Handler = c.Handler(staticCORS(r))
+	h = g.withRule(h) // before CORS and authentication: 421 for unknown names
 	h = g.countRequests(h)
 	h = httpserver.WithAccessLog(g.log, h)
 	h = httpserver.WithClientIP(g.opt.TrustedProxies, h)
@@ -73,10 +78,25 @@ func (g *Gateway) Handler() http.Handler {
 
 // staticCORS sets the §7 headers on every response, whether or not the
 // request carried an Origin (Arvados clients and tests expect them always).
+// Through a rule with cors_origins, only those origins get a grant (the
+// origin echoed, Vary: Origin); other requests get no CORS header at all.
 func staticCORS(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
-		h.Set("Access-Control-Allow-Origin", "*")
+		if rule := ruleFrom(r.Context()); rule != nil && len(rule.CORSOrigins) > 0 {
+			for _, k := range []string{"Access-Control-Allow-Origin", "Access-Control-Allow-Methods", "Access-Control-Allow-Headers", "Access-Control-Expose-Headers", "Access-Control-Max-Age", "Access-Control-Allow-Credentials"} {
+				h.Del(k)
+			}
+			h.Add("Vary", "Origin")
+			origin := r.Header.Get("Origin")
+			if origin == "" || !corsAllowed(r, origin) {
+				next.ServeHTTP(w, r)
+				return
+			}
+			h.Set("Access-Control-Allow-Origin", origin)
+		} else {
+			h.Set("Access-Control-Allow-Origin", "*")
+		}
 		h.Set("Access-Control-Allow-Methods", keepwire.CORSAllowMethods)
 		h.Set("Access-Control-Allow-Headers", keepwire.CORSAllowHeaders)
 		h.Set("Access-Control-Expose-Headers", keepwire.CORSExposeHeaders)
@@ -113,6 +133,9 @@ func (g *Gateway) authorize(r *http.Request, scope Scope) (string, *Identity, er
 	}
 	id, err := g.auth.Authenticate(r.Context(), token)
 	if err != nil {
+		return "", nil, err
+	}
+	if id, err = applyRule(r, id); err != nil {
 		return "", nil, err
 	}
 	t := metering.From(r.Context())

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -10,6 +9,7 @@ import (
 	"github.com/felixge/httpsnoop"
 
 	"github.com/keepgate/keepgate/blockstore"
+	"github.com/keepgate/keepgate/blockstore/keepwire"
 	"github.com/keepgate/keepgate/internal/httpserver"
 	"github.com/keepgate/keepgate/metering"
 )
@@ -25,7 +25,10 @@ const ImplicitStorage = "default"
 func (g *Gateway) metered(op string, next http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		t := &metering.Transfer{Time: time.Now(), RequestID: httpserver.RequestIDFrom(r.Context()), ProxyID: g.opt.ProxyID,
-			Host: NormalizeHost(r.Host), Client: httpserver.ClientIP(r), UserAgent: r.UserAgent(), Op: op, Storage: ImplicitStorage}
+			Host: keepwire.NormalizeHost(r.Host), Client: httpserver.ClientIP(r), UserAgent: r.UserAgent(), Op: op, Storage: ImplicitStorage}
+		if rule := ruleFrom(r.Context()); rule != nil {
+			t.Rule = rule.Name
+		}
 		if t.Op == "" {
 			t.Op = strings.ToLower(r.Method)
 		}
@@ -76,13 +79,4 @@ func (g *Gateway) fail(w http.ResponseWriter, r *http.Request, err error) {
 // never nil.
 func (g *Gateway) admit(r *http.Request) (func(), error) {
 	return g.meter.Admit(r.Context(), metering.From(r.Context()))
-}
-
-// NormalizeHost is the name a client connected to: lower-cased, without
-// the port and a trailing dot ("Keep.Example.org.:443" → "keep.example.org").
-func NormalizeHost(h string) string {
-	if host, _, err := net.SplitHostPort(h); err == nil {
-		h = host
-	}
-	return strings.TrimSuffix(strings.ToLower(strings.Trim(h, "[]")), ".")
 }

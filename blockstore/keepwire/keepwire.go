@@ -7,6 +7,7 @@
 package keepwire
 
 import (
+	"net"
 	"sort"
 	"strconv"
 	"strings"
@@ -135,4 +136,16 @@ func ParseRange(v string) (*ByteRange, error) {
 		}
 	}
 	return &ByteRange{From: from, To: to}, nil
+}
+
+// NormalizeHost is the form a Host header is matched in (forwarding
+// rules, audit events): lower case, without the port and a trailing dot,
+// an IPv6 literal without brackets ("Keep.Example.org.:443" →
+// "keep.example.org", "[::1]:25107" → "::1").
+func NormalizeHost(h string) string {
+	h = strings.TrimSpace(h)
+	if host, _, err := net.SplitHostPort(h); err == nil {
+		h = host
+	}
+	return strings.TrimSuffix(strings.ToLower(strings.Trim(h, "[]")), ".")
 }

@@ -186,6 +186,7 @@ func run() error {
 		opt.Services = append(opt.Services, gateway.Service{UUID: uuid, URL: s.URL, ReadOnly: s.ReadOnly})
 	}
 	opt.Storages, opt.DefaultStorage = storagesOf(cfg, opt.Services), cfg.DefaultStorage
+	opt.Rules, opt.UnknownHost = rulesOf(cfg), cfg.UnknownHost
 	var discoveryToken string
 	if len(opt.Services) == 0 {
 		if discoveryToken, err = cfg.DiscoveryToken(); err != nil {
@@ -219,6 +220,7 @@ func run() error {
 			if auditLog != nil {
 				auditLog.Reopen()
 			}
+			reloadRules(*cfgPath, gw, log)
 		}
 	}()
 

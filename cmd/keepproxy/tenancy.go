@@ -104,3 +104,27 @@ func (t *tenancy) close() {
 	t.keys.FlushUsed(context.Background())
 	t.db.Close()
 }
+
+// rulesOf turns the configured forwarding rules into the gateway's.
+func rulesOf(cfg *config.Keepproxy) []gateway.Rule {
+	var out []gateway.Rule
+	for _, r := range cfg.Rules {
+		out = append(out, gateway.Rule{Name: r.Name, Hosts: r.Hosts, Storages: r.Storages, DefaultStorage: r.DefaultStorage, CORSOrigins: r.CORSOrigins})
+	}
+	return out
+}
+
+// reloadRules re-reads the config file on SIGHUP and applies its rules;
+// a config that does not load keeps the rules in force.
+func reloadRules(path string, gw *gateway.Gateway, log *slog.Logger) {
+	if path == "" {
+		return
+	}
+	cfg, err := config.LoadKeepproxy(path)
+	if err != nil {
+		log.Error("config reload on SIGHUP failed; keeping the forwarding rules in force", "error", err.Error())
+		return
+	}
+	gw.SetRules(rulesOf(cfg), cfg.UnknownHost)
+	log.Info("forwarding rules reloaded", "rules", len(cfg.Rules))
+}

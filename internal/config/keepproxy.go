@@ -98,6 +98,11 @@ type Keepproxy struct {
 	// one implicit storage of every store.
 	Storages       map[string]ProxyStorage `mapstructure:"storages"`
 	DefaultStorage string                  `mapstructure:"default_storage"`
+	// Rules route by the name a client connected to (Host) to the
+	// storages reachable through it; UnknownHost is "reject" (421) or the
+	// name of the rule for other names. No rules: one implicit rule.
+	Rules       []ProxyRule `mapstructure:"rules"`
+	UnknownHost string      `mapstructure:"unknown_host"`
 	// State holds the access keys; Admin is the API that manages them.
 	State ProxyState `mapstructure:"state"`
 	Admin ProxyAdmin `mapstructure:"admin"`
@@ -219,6 +224,7 @@ func (c *Keepproxy) Validate() error {
 		bad("listen: required (e.g. 127.0.0.1:25107)")
 	}
 	c.addStorageStores(bad)
+	c.validateRules(bad)
 	if c.TokenFile == "" && c.API.Host == "" && c.State.Path == "" {
 		bad("no token source: set token_file, state.path (access keys), or api.host (or ARVADOS_API_HOST) to validate tokens against an API server")
 	}
