@@ -22,7 +22,7 @@ type tenantCluster struct {
 
 // startTenants: keepproxy with four keepstores in two storages (stores 0-1
 // tenant-a, 2-3 tenant-b), SQLite state and the admin API.
-func startTenants(t testing.TB) *tenantCluster {
+func startTenants(t testing.TB, extra ...string) *tenantCluster {
 	dir := t.TempDir()
 	pepper := testenv.WriteSecret(t, dir, "pepper", "e2e-pepper-0123456789abcdef")
 	adminTok := testenv.WriteSecret(t, dir, "admin.token", tenancyAdminToken)
@@ -34,7 +34,7 @@ func startTenants(t testing.TB) *tenantCluster {
 default_storage: tenant-a
 state: {path: %s/state/keepgate.db, pepper_file: %s}
 admin: {listen: %s, token_file: %s}
-`, s[0].URL, s[1].URL, s[2].URL, s[3].URL, dir, pepper, adminAddr, adminTok)
+%s`, s[0].URL, s[1].URL, s[2].URL, s[3].URL, dir, pepper, adminAddr, adminTok, strings.Join(extra, ""))
 	}})
 	return &tenantCluster{Cluster: c, adminURL: "http://" + adminAddr}
 }

@@ -2,8 +2,10 @@ package testenv
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -47,6 +49,13 @@ func NginxFront(t testing.TB, upstreams ...string) (string, *Proc) {
 		fmt.Fprintf(&extra, "    server %s max_fails=3 fail_timeout=10s;\n", u)
 	}
 	site = bytes.Replace(site, []byte("    keepalive 32;"), []byte(extra.String()+"    keepalive 32;"), 1)
+	url, p := startNginx(t, nginx, dir, site, addr)
+	return url, p
+}
+
+// startNginx writes site into an nginx.conf of its own under dir and runs
+// nginx until https://addr answers.
+func startNginx(t testing.TB, nginx, dir string, site []byte, addr string) (string, *Proc) {
 	WriteFile(t, dir, "keepproxy.conf", string(site))
 	conf := fmt.Sprintf(`worker_processes 1;
 pid %[1]s/nginx.pid;
@@ -78,4 +87,49 @@ http {
 	}
 	t.Fatalf("nginx did not come up:\n%s", p.Output())
 	return "", nil
+}
+
+// NginxTenants renders the shipped config for several names (TENANTS, one
+// self-signed certificate each, plus the default server that answers 421)
+// in front of upstream, and starts nginx; it returns the address. Reach a
+// name with TenantClient.
+func NginxTenants(t testing.TB, upstream string, names ...string) (string, *Proc) {
+	t.Helper()
+	nginx := LookPath(t, "nginx")
+	openssl := LookPath(t, "openssl")
+	dir := t.TempDir()
+	for _, d := range []string{"logs", "tmp"} {
+		os.MkdirAll(filepath.Join(dir, d), 0o755)
+	}
+	var tenants []string
+	for i, n := range names {
+		cert, key := filepath.Join(dir, fmt.Sprintf("cert%d.pem", i)), filepath.Join(dir, fmt.Sprintf("key%d.pem", i))
+		if out, err := exec.Command(openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN="+n,
+			"-addext", "subjectAltName=DNS:"+n, "-keyout", key, "-out", cert).CombinedOutput(); err != nil {
+			t.Fatalf("openssl: %v\n%s", err, out)
+		}
+		tenants = append(tenants, n+"="+cert+":"+key)
+	}
+	addr := FreeAddr(t)
+	render := exec.Command("sh", filepath.Join(RepoRoot(), "deploy/nginx/render.sh"))
+	render.Env = append(os.Environ(), "TENANTS="+strings.Join(tenants, " "), "LISTEN="+addr, "UPSTREAM="+upstream, "ACCESS_LOG=/dev/stdout")
+	site, err := render.Output()
+	if err != nil {
+		t.Fatalf("render.sh with TENANTS: %v", err)
+	}
+	_, p := startNginx(t, nginx, dir, site, addr)
+	return addr, p
+}
+
+// TenantClient reaches every name at addr (the test's nginx), with SNI and
+// Host from the URL, certificates unchecked (self-signed).
+func TenantClient(addr string) *http.Client {
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	return &http.Client{Transport: &http.Transport{
+		TLSClientConfig:     &tls.Config{InsecureSkipVerify: true},
+		MaxIdleConnsPerHost: 8,
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, network, addr)
+		},
+	}}
 }
