@@ -29,7 +29,9 @@ type Options struct {
 	Hasher  access.Hasher
 	Token   string   // the admin token (Basic admin:TOKEN or Bearer TOKEN)
 	Cluster string   // prefix of generated key ids
-	Storage []string // the configured storages' names
+	Storage []string // the storages keys may be bound to
+	// Individual: storages whose callers' own tokens go upstream (no keys).
+	Individual []string
 	// Changed is called with a key's id after every change (the data
 	// path's cache drops it, so the change counts from the next request).
 	Changed func(id string)

@@ -31,7 +31,7 @@ func start(t *testing.T) *fixture {
 	t.Cleanup(func() { db.Close() })
 	f := &fixture{}
 	api := New(Options{Store: db, Hasher: access.Hasher{Pepper: []byte("pepper")}, Token: adminToken, Cluster: "zzzzz",
-		Storage: []string{"tenant-a", "tenant-b"}, Changed: func(id string) { f.mu.Lock(); f.changed = append(f.changed, id); f.mu.Unlock() }})
+		Storage: []string{"tenant-a", "tenant-b"}, Individual: []string{"partner"}, Changed: func(id string) { f.mu.Lock(); f.changed = append(f.changed, id); f.mu.Unlock() }})
 	srv := httptest.NewServer(api.Handler())
 	t.Cleanup(srv.Close)
 	f.url = srv.URL
@@ -151,6 +151,7 @@ func TestAdminBadInput(t *testing.T) {
 		want string
 	}{
 		{`{}`, 400, "configured storages: tenant-a, tenant-b"},
+		{`{"storage":{"name":"partner"}}`, 400, "access keys cannot be bound to it"},
 		{`{"storage":{"name":"tenant-x"}}`, 400, `storage \"tenant-x\" is not configured; configured storages: tenant-a, tenant-b`},
 		{`{"id":"a/b","storage":{"name":"tenant-a"}}`, 400, "no '/'"},
 		{`{"id":"a b","storage":{"name":"tenant-a"}}`, 400, "access key id"},

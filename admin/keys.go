@@ -163,6 +163,9 @@ func (a *API) newKey(req createRequest) (state.Key, string, error) {
 	if req.Storage == nil || req.Storage.Name == "" {
 		return state.Key{}, "", errorf(http.StatusBadRequest, "storage: required, e.g. {\"storage\": {\"name\": %q}}; configured storages: %s", first(a.opt.Storage), strings.Join(a.opt.Storage, ", "))
 	}
+	if slices.Contains(a.opt.Individual, req.Storage.Name) {
+		return state.Key{}, "", errorf(http.StatusBadRequest, "storage %q passes each caller's own token upstream (identity: individual), so access keys cannot be bound to it; key storages: %s", req.Storage.Name, strings.Join(a.opt.Storage, ", "))
+	}
 	if !slices.Contains(a.opt.Storage, req.Storage.Name) {
 		return state.Key{}, "", errorf(http.StatusBadRequest, "storage %q is not configured; configured storages: %s", req.Storage.Name, strings.Join(a.opt.Storage, ", "))
 	}

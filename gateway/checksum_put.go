@@ -48,7 +48,7 @@ func (u *upstream) putVouched(ctx context.Context, svc Service, h blockstore.Has
 	}}
 	req.Header.Set("Expect", "100-continue")
 	req.Header.Set("Content-Type", "application/octet-stream")
-	u.setCommon(req, hd.token, hd.requestID)
+	u.setCommon(req, svc, hd.token, hd.requestID)
 	req.Header.Set(keepwire.DesiredReplicas, strconv.Itoa(hd.replicas))
 	if len(hd.classes) > 0 {
 		req.Header.Set(keepwire.StorageClasses, strings.Join(hd.classes, ", "))

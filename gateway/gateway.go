@@ -207,6 +207,7 @@ func New(opt Options) (*Gateway, error) {
 	if g.opt.ProxyID == "" {
 		g.opt.ProxyID, _ = os.Hostname()
 	}
+	g.up.via = viaOf(g.opt.ProxyID)
 	return g, nil
 }
 

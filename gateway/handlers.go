@@ -133,7 +133,9 @@ func (g *Gateway) authorize(r *http.Request, scope Scope) (string, *Identity, er
 	}
 	id, err := g.auth.Authenticate(r.Context(), token)
 	if err != nil {
-		return "", nil, err
+		if id = g.passThrough(r, token, err); id == nil {
+			return "", nil, err
+		}
 	}
 	if id, err = applyRule(r, id); err != nil {
 		return "", nil, err
@@ -180,7 +182,12 @@ func (g *Gateway) handleGet(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	if err := g.toStores(&req); err != nil {
+	if st, ok := g.upstreamOf(req.Identity); ok {
+		err = g.toUpstream(st, &req)
+	} else {
+		err = g.toStores(&req)
+	}
+	if err != nil {
 		g.fail(w, r, err)
 		return
 	}

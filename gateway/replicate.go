@@ -44,6 +44,9 @@ func (g *Gateway) Put(ctx context.Context, req PutRequest) (PutResult, error) {
 	if req.Replicas <= 0 {
 		return res, blockstore.Errorf(blockstore.KindBadRequest, "desired replicas must be at least 1")
 	}
+	if st, ok := g.upstreamOf(req.Identity); ok {
+		return g.putUpstream(ctx, st, req)
+	}
 	stores := g.router.Route(ctx, RouteRequest{Hash: req.Hash, Write: true, Host: req.Host, Identity: req.Identity})
 	if len(stores) == 0 {
 		return res, blockstore.Errorf(blockstore.KindUnavailable, "no writable keep stores are configured")

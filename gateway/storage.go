@@ -18,6 +18,9 @@ type Storage struct {
 	Classes         []string // allowed storage classes; empty: any
 	DefaultReplicas int      // 0: the proxy's default_replicas
 	MaxReplicas     int      // 0: no maximum
+	// Upstream, if set, makes the storage another Keep gateway (Stores
+	// is then empty); see Upstream.
+	Upstream *Upstream
 }
 
 // StorageRouter routes every request to the pool of its principal's
@@ -26,14 +29,19 @@ type Storage struct {
 // configured gets no store at all (so its requests fail; they never reach
 // another storage's stores).
 type StorageRouter struct {
-	pools map[string]*RendezvousRouter
-	def   string
+	pools     map[string]*RendezvousRouter
+	upstreams map[string]Service // an upstream storage's one "store"
+	def       string
 }
 
 // NewStorageRouter routes over storages; def names the default storage.
 func NewStorageRouter(storages []Storage, def string) *StorageRouter {
-	r := &StorageRouter{pools: map[string]*RendezvousRouter{}, def: def}
+	r := &StorageRouter{pools: map[string]*RendezvousRouter{}, upstreams: map[string]Service{}, def: def}
 	for _, s := range storages {
+		if s.Upstream != nil {
+			r.upstreams[s.Name] = s.upstreamService()
+			continue
+		}
 		r.pools[s.Name] = NewRendezvousRouter(s.Stores)
 	}
 	return r
@@ -44,6 +52,9 @@ func (r *StorageRouter) Route(ctx context.Context, req RouteRequest) []Service {
 	name := r.def
 	if req.Identity != nil && req.Identity.Storage != "" {
 		name = req.Identity.Storage
+	}
+	if svc, ok := r.upstreams[name]; ok {
+		return []Service{svc}
 	}
 	p := r.pools[name]
 	if p == nil {

@@ -42,6 +42,7 @@ type upstream struct {
 	client     *http.Client // http:// and https:// stores
 	unixClient *http.Client // http+unix:// stores
 	sockets    *unixSockets
+	via        string // toward upstream gateways: "HTTP/1.1 keepgate-<proxy id>"
 }
 
 func newUpstream(rt http.RoundTripper) *upstream {
@@ -191,7 +192,7 @@ func (u *upstream) put(ctx context.Context, svc Service, h blockstore.Hash, size
 		req.Body = http.NoBody
 	}
 	req.Header.Set("Content-Type", "application/octet-stream")
-	u.setCommon(req, hd.token, hd.requestID)
+	u.setCommon(req, svc, hd.token, hd.requestID)
 	req.Header.Set(keepwire.DesiredReplicas, strconv.Itoa(hd.replicas))
 	if len(hd.classes) > 0 {
 		req.Header.Set(keepwire.StorageClasses, strings.Join(hd.classes, ", "))
@@ -224,7 +225,7 @@ func (u *upstream) get(ctx context.Context, svc Service, loc string, method, tok
 	if err != nil {
 		return nil, blockstore.E("upstream.get", blockstore.KindInternal, err)
 	}
-	u.setCommon(req, token, requestID)
+	u.setCommon(req, svc, token, requestID)
 	if off > 0 {
 		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", off))
 	}
@@ -240,14 +241,20 @@ func (u *upstream) get(ctx context.Context, svc Service, loc string, method, tok
 	return nil, statusErr(svc, resp.StatusCode, text)
 }
 
-func (u *upstream) setCommon(req *http.Request, token, requestID string) {
+func (u *upstream) setCommon(req *http.Request, svc Service, token, requestID string) {
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	if requestID != "" {
 		req.Header.Set(keepwire.RequestID, requestID)
 	}
-	req.Header.Set("Via", "HTTP/1.1 keepproxy")
+	if strings.HasPrefix(svc.UUID, "upstream-") {
+		// Another gateway refuses requests that passed "a keepproxy"
+		// (Arvados' loop guard); ours is recognised by its proxy id.
+		req.Header.Set("Via", u.via)
+	} else {
+		req.Header.Set("Via", "HTTP/1.1 keepproxy")
+	}
 }
 
 // upstreamErr wraps a transport failure: temporary, kind BadGateway.

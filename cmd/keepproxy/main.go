@@ -185,7 +185,10 @@ func run() error {
 		}
 		opt.Services = append(opt.Services, gateway.Service{UUID: uuid, URL: s.URL, ReadOnly: s.ReadOnly})
 	}
-	opt.Storages, opt.DefaultStorage = storagesOf(cfg, opt.Services), cfg.DefaultStorage
+	if opt.Storages, err = storagesOf(cfg, opt.Services); err != nil {
+		return err
+	}
+	opt.DefaultStorage = cfg.DefaultStorage
 	opt.Rules, opt.UnknownHost = rulesOf(cfg), cfg.UnknownHost
 	var discoveryToken string
 	if len(opt.Services) == 0 {

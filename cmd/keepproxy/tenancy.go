@@ -18,8 +18,8 @@ import (
 )
 
 // storagesOf turns the configured storages into the gateway's, with the
-// stores' services (by URL).
-func storagesOf(cfg *config.Keepproxy, services []gateway.Service) []gateway.Storage {
+// stores' services (by URL); an upstream storage gets its service token.
+func storagesOf(cfg *config.Keepproxy, services []gateway.Service) ([]gateway.Storage, error) {
 	byURL := map[string]gateway.Service{}
 	for _, s := range services {
 		byURL[s.URL] = s
@@ -28,10 +28,33 @@ func storagesOf(cfg *config.Keepproxy, services []gateway.Service) []gateway.Sto
 	for _, name := range cfg.StorageNames() {
 		st := cfg.Storages[name]
 		gs := gateway.Storage{Name: name, Classes: st.Classes, DefaultReplicas: st.DefaultReplicas, MaxReplicas: st.MaxReplicas}
+		if st.Upstream != "" {
+			gs.Upstream = &gateway.Upstream{URL: st.Upstream, Identity: st.Identity}
+			if st.TokenFile != "" {
+				tok, err := config.ReadSecretFile(st.TokenFile)
+				if err != nil {
+					return nil, fmt.Errorf("storages.%s.token_file: %w", name, err)
+				}
+				gs.Upstream.Token = tok
+			}
+		}
 		for _, u := range st.Stores {
 			gs.Stores = append(gs.Stores, byURL[strings.TrimRight(u, "/")])
 		}
 		out = append(out, gs)
+	}
+	return out, nil
+}
+
+// keyStorages are the storages access keys may be bound to: all but the
+// individual upstreams (which do not know keepgate's keys).
+func keyStorages(cfg *config.Keepproxy) []string {
+	var out []string
+	ind := cfg.IndividualStorages()
+	for _, n := range cfg.StorageNames() {
+		if !ind[n] {
+			out = append(out, n)
+		}
 	}
 	return out
 }
@@ -71,7 +94,7 @@ func openTenancy(ctx context.Context, cfg *config.Keepproxy, log *slog.Logger) (
 		db.Close()
 		return nil, fmt.Errorf("admin.token_file: %w", err)
 	}
-	api := admin.New(admin.Options{Store: db, Hasher: h, Token: token, Cluster: cfg.ClusterID, Storage: cfg.StorageNames(),
+	api := admin.New(admin.Options{Store: db, Hasher: h, Token: token, Cluster: cfg.ClusterID, Storage: keyStorages(cfg), Individual: individualStorages(cfg),
 		Changed: t.keys.Invalidate, Logger: log.With("api", "admin")})
 	if t.ln, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
 		db.Close()
@@ -127,4 +150,12 @@ func reloadRules(path string, gw *gateway.Gateway, log *slog.Logger) {
 	}
 	gw.SetRules(rulesOf(cfg), cfg.UnknownHost)
 	log.Info("forwarding rules reloaded", "rules", len(cfg.Rules))
+}
+
+func individualStorages(cfg *config.Keepproxy) []string {
+	var out []string
+	for n := range cfg.IndividualStorages() {
+		out = append(out, n)
+	}
+	return out
 }

@@ -14,6 +14,13 @@ type ProxyStorage struct {
 	Classes         []string `mapstructure:"classes"`
 	DefaultReplicas int      `mapstructure:"default_replicas"`
 	MaxReplicas     int      `mapstructure:"max_replicas"`
+	// Upstream, instead of stores, makes the storage another Keep gateway
+	// (a keepgate or an Arvados keepproxy), http(s)://host:port. Identity
+	// is "squashed" (keepgate talks to it with the one service token in
+	// TokenFile) or "individual" (each caller's token goes upstream).
+	Upstream  string `mapstructure:"upstream"`
+	Identity  string `mapstructure:"identity"`
+	TokenFile string `mapstructure:"token_file"`
 }
 
 // ProxyState is where access keys live. Path "" turns access keys and the
@@ -61,8 +68,12 @@ func (c *Keepproxy) addStorageStores(bad func(string, ...any)) {
 		if !storageNameRe.MatchString(name) {
 			bad("storages.%s: a storage name is 1-63 characters of a-z, 0-9, '.', '_' and '-'", name)
 		}
+		if st.Upstream != "" {
+			validateUpstream(name, st, c, bad)
+			continue
+		}
 		if len(st.Stores) == 0 {
-			bad("storages.%s.stores: list the keepstores of this storage", name)
+			bad("storages.%s.stores: list the keepstores of this storage (or upstream: a Keep gateway's URL)", name)
 		}
 		for _, u := range st.Stores {
 			key := strings.TrimRight(u, "/")

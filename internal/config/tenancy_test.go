@@ -49,3 +49,24 @@ blob_signing_key_file: /k
 		}
 	}
 }
+
+func TestUpstreamStorageConfig(t *testing.T) {
+	t.Setenv("ARVADOS_API_HOST", "")
+	base := "token_file: /x\nstores: [{url: http://a:1}]\nblob_signing_key_file: /k\nstore_write_token_file: /w\n"
+	c, err := LoadKeepproxy(writeConf(t, base+"storages:\n  partner: {upstream: https://keep.partner.example, identity: squashed, token_file: /t}\n  them: {upstream: http://10.0.0.9:25107, identity: individual}\ndefault_storage: partner\n"))
+	if err != nil || !c.IndividualStorages()["them"] || c.IndividualStorages()["partner"] {
+		t.Fatalf("%v %+v", err, c.Storages)
+	}
+	for _, tc := range []struct{ yaml, want string }{
+		{"storages:\n  p: {upstream: ftp://x, identity: individual}\n", "want the gateway's base URL"},
+		{"storages:\n  p: {upstream: http://x:1/keep, identity: individual}\n", "want the gateway's base URL"},
+		{"storages:\n  p: {upstream: http://x:1, identity: squashed}\n", "needs keepgate's own token"},
+		{"storages:\n  p: {upstream: http://x:1, identity: individual, token_file: /t}\n", "remove token_file"},
+		{"storages:\n  p: {upstream: http://x:1}\n", `identity ""`},
+		{"storages:\n  p: {upstream: http://x:1, identity: individual, stores: [http://b:1]}\n", "not both"},
+	} {
+		if _, err := LoadKeepproxy(writeConf(t, base+tc.yaml)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want %q", tc.yaml, err, tc.want)
+		}
+	}
+}
