@@ -6,6 +6,7 @@ import (
 	"crypto/md5"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -222,14 +223,15 @@ func TestBrowserUploader(t *testing.T) {
 
 // newBrowser starts a headless Chromium with a fresh profile; it is closed
 // when the test ends.
-func newBrowser(t *testing.T, chromium string, timeout time.Duration) context.Context {
+func newBrowser(t *testing.T, chromium string, timeout time.Duration, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
-	actx, cancelA := chromedp.NewExecAllocator(context.Background(),
+	opts := append([]chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(chromium), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU,
 		chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck,
 		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
-		chromedp.Flag("ignore-certificate-errors", true), chromedp.WindowSize(1000, 700))
+		chromedp.Flag("ignore-certificate-errors", true), chromedp.WindowSize(1000, 700)}, extra...)
+	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(actx)
 	ctx, cancelT := context.WithTimeout(ctx, timeout)
 	t.Cleanup(func() { cancelT(); cancel(); cancelA() })
@@ -240,6 +242,11 @@ func newBrowser(t *testing.T, chromium string, timeout time.Duration) context.Co
 // such as "/site/"), with that value as its config.json ("" for none, a
 // 404).
 func pageServer(t *testing.T, configs map[string]string) *httptest.Server {
+	return pageServerOn(t, "", configs)
+}
+
+// pageServerOn is pageServer listening on addr ("": any free port).
+func pageServerOn(t *testing.T, addr string, configs map[string]string) *httptest.Server {
 	mux := http.NewServeMux()
 	for dir, cfg := range configs {
 		mux.Handle(dir, http.StripPrefix(dir, http.FileServer(web.FS())))
@@ -250,7 +257,16 @@ func pageServer(t *testing.T, configs map[string]string) *httptest.Server {
 			})
 		}
 	}
-	s := httptest.NewServer(mux)
+	s := httptest.NewUnstartedServer(mux)
+	if addr != "" {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Listener.Close()
+		s.Listener = ln
+	}
+	s.Start()
 	t.Cleanup(s.Close)
 	return s
 }
