@@ -1,9 +1,6 @@
 package gateway
 
 import (
-	"bufio"
-	"bytes"
-	"context"
 	"crypto/subtle"
 	"errors"
 	"fmt"
@@ -429,7 +426,7 @@ func (g *Gateway) handlePost(w http.ResponseWriter, r *http.Request) {
 func (g *Gateway) handleIndex(w http.ResponseWriter, r *http.Request) {
 	// Access keys never carry the admin scope: /index is theirs to see
 	// in no storage (403).
-	token, _, err := g.authorize(r, ScopeAdmin)
+	token, id, err := g.authorize(r, ScopeAdmin)
 	var release func()
 	if err == nil {
 		release, err = g.admit(r)
@@ -450,47 +447,7 @@ func (g *Gateway) handleIndex(w http.ResponseWriter, r *http.Request) {
 	if g.opt.StoreAdminToken != "" {
 		token = g.opt.StoreAdminToken
 	}
-	var out bytes.Buffer
-	for _, svc := range g.Services() {
-		if err := g.indexOne(r.Context(), svc, prefix, token, &out); err != nil {
-			g.fail(w, r, err)
-			return
-		}
-	}
-	out.WriteByte('\n')
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Write(out.Bytes())
-}
-
-func (g *Gateway) indexOne(ctx context.Context, svc Service, prefix, token string, out *bytes.Buffer) error {
-	path := "index"
-	if prefix != "" {
-		path += "/" + prefix
-	}
-	resp, err := g.up.get(ctx, svc, path, http.MethodGet, token, httpserver.RequestIDFrom(ctx), 0)
-	if err != nil {
-		return &blockstore.Error{Kind: blockstore.KindBadGateway, Msg: "index request to a keep store failed: " + blockstore.Message(err), Err: err}
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 64<<10)
-	complete := false
-	for sc.Scan() {
-		line := sc.Bytes()
-		if len(line) == 0 {
-			complete = true
-			continue
-		}
-		if complete { // data after the terminator
-			complete = false
-		}
-		out.Write(line)
-		out.WriteByte('\n')
-	}
-	if sc.Err() != nil || !complete {
-		return &blockstore.Error{Kind: blockstore.KindBadGateway, Msg: "a keep store sent an incomplete index"}
-	}
-	return nil
+	g.streamIndex(w, r, id, prefix, token)
 }
 
 // handleHealth answers /_health/ping per KEEP-PROTOCOL §4.
