@@ -35,6 +35,7 @@ bench: build
 	KEEPGATE_FAIRNESS_OUT=$(CURDIR)/docs/benchmarks-fairness.md $(GO) test -run XXX -bench Fairness -benchtime 1x ./e2e/
 	KEEPGATE_AUDIT_OUT=$(CURDIR)/docs/benchmarks-audit.md $(GO) test -run XXX -bench Audit -benchtime 1x -timeout 20m ./e2e/
 	KEEPGATE_ACCESSKEY_OUT=$(CURDIR)/docs/benchmarks-accesskeys.md $(GO) test -run XXX -bench AccessKey -benchtime 1x -timeout 20m ./e2e/
+	KEEPGATE_RULES_OUT=$(CURDIR)/docs/benchmarks-rules.md $(GO) test -run XXX -bench Rules -benchtime 1x -timeout 20m ./e2e/
 
 # keeptunnel vs OpenSSH ssh -R vs direct: 64 MiB PUT/GET through keepproxy
 # (needs sshd: scripts/setup.sh test); writes docs/tunnel-benchmarks.md.

@@ -84,6 +84,11 @@ func TestUpstreamStorageSquashed(t *testing.T) {
 	if got := readAll(t, resp); resp.StatusCode != 200 || got != string(data) {
 		t.Fatalf("GET through the upstream: %d, %d bytes", resp.StatusCode, len(got))
 	}
+	// The upstream relays its stores' per-chunk promise, and so does this
+	// keepgate (so neither hashes the block again).
+	if v := resp.Header.Get("X-Keep-Data-Verified"); v != "crc32c" {
+		t.Fatalf("X-Keep-Data-Verified %q through two keepgates, want crc32c", v)
+	}
 	resp = c.do("GET", "/"+loc, tokRW, nil, map[string]string{"Range": "bytes=1000-1999"})
 	if got := readAll(t, resp); resp.StatusCode != 206 || got != string(data[1000:2000]) {
 		t.Fatalf("range GET through the upstream: %d, %d bytes", resp.StatusCode, len(got))

@@ -23,7 +23,8 @@ const (
 	StorageClassesConfirmed = "X-Keep-Storage-Classes-Confirmed"
 	Signature               = "X-Keep-Signature"
 	LocatorHeader           = "X-Keep-Locator"
-	// DataVerified on a GET response (200 or 206) is keepstore's promise,
+	// DataVerified on a GET response (200 or 206) is keepstore's promise
+	// (relayed by a keepgate keepproxy streaming such a store's answer),
 	// with value VerifiedChunks, that every byte of the body is checked
 	// against its chunk's CRC32C right before it is sent (a bad chunk
 	// ends the body short instead). Earlier keepstores sent "md5" for a
