@@ -1,15 +1,11 @@
 package gateway
 
 import (
-	"context"
 	"io"
 	"net/http"
-	"strconv"
-	"strings"
 
 	"github.com/keepgate/keepgate/blockstore"
 	"github.com/keepgate/keepgate/blockstore/keepwire"
-	"github.com/keepgate/keepgate/metering"
 )
 
 // A replicated PUT is MD5-hashed once in the cluster: when the gateway has
@@ -28,48 +24,17 @@ import (
 // holds the stores' write token and the block is not empty.
 func (w *putRun) vouches() bool { return w.g.opt.StoreWriteToken != "" && w.req.Size > 0 }
 
-// putVouched is upstream.put for a body the gateway has verified: chunked,
-// with sums() (called once the body has been sent to its end) in the
-// trailer.
-func (u *upstream) putVouched(ctx context.Context, svc Service, h blockstore.Hash, size int64, body io.Reader, sums func() *blockstore.Checksums, hd putHeaders) (putReply, error) {
-	metering.Touch(ctx, svc.UUID)
-	loc := blockstore.Locator{Hash: h, Size: size}
-	client, base := u.target(svc)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, base+"/"+loc.String(), nil)
-	if err != nil {
-		return putReply{}, blockstore.E("upstream.put", blockstore.KindInternal, err)
-	}
-	req.ContentLength = -1 // chunked: the only way to send a trailer
+// withChecksumTrailer makes req the checksum form of a PUT: chunked (the
+// only way to send a trailer), with sums() — called once the body has been
+// sent to its end — in the ChunkChecksums trailer.
+func withChecksumTrailer(req *http.Request, h blockstore.Hash, body io.Reader, sums func() *blockstore.Checksums) {
+	req.ContentLength = -1
 	req.Trailer = http.Header{keepwire.ChunkChecksums: nil}
 	req.Body = &trailerBody{r: body, fill: func() {
 		if s := sums(); s != nil {
 			req.Trailer.Set(keepwire.ChunkChecksums, s.EncodeText(h))
 		}
 	}}
-	req.Header.Set("Expect", "100-continue")
-	req.Header.Set("Content-Type", "application/octet-stream")
-	u.setCommon(req, svc, hd.token, hd.requestID)
-	req.Header.Set(keepwire.DesiredReplicas, strconv.Itoa(hd.replicas))
-	if len(hd.classes) > 0 {
-		req.Header.Set(keepwire.StorageClasses, strings.Join(hd.classes, ", "))
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return putReply{}, upstreamErr(svc, err)
-	}
-	defer resp.Body.Close()
-	text, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	if resp.StatusCode != http.StatusOK {
-		return putReply{}, statusErr(svc, resp.StatusCode, text)
-	}
-	rep := putReply{locator: strings.TrimSpace(string(text)), replicas: 1}
-	if n, ok := keepwire.ParseReplicasStored(resp.Header.Get(keepwire.ReplicasStored)); ok {
-		rep.replicas = n
-	}
-	if v, ok := resp.Header[keepwire.StorageClassesConfirmed]; ok {
-		rep.confirmed = keepwire.ParseConfirmed(strings.Join(v, ","))
-	}
-	return rep, nil
 }
 
 // trailerBody is a request body that fills the trailer when its reader

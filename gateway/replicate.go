@@ -197,7 +197,7 @@ func (w *putRun) putOne(ctx context.Context, svc Service, body io.Reader, size i
 	}
 	hd := putHeaders{token: w.storeToken, replicas: w.req.Replicas, classes: w.req.Classes, requestID: w.reqID}
 	if w.vouches() && sums != nil {
-		return w.g.up.putVouched(cctx, svc, w.req.Hash, size, body, sums, hd)
+		hd.sums = sums
 	}
 	return w.g.up.put(cctx, svc, w.req.Hash, size, body, hd)
 }

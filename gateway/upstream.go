@@ -166,6 +166,9 @@ type putHeaders struct {
 	replicas  int
 	classes   []string
 	requestID string
+	// sums, when set, makes the PUT the checksum form (checksum_put.go):
+	// chunked to /<hash>+<size>, with sums() in the ChunkChecksums trailer.
+	sums func() *blockstore.Checksums
 }
 
 type putReply struct {
@@ -178,17 +181,26 @@ type putReply struct {
 func (u *upstream) put(ctx context.Context, svc Service, h blockstore.Hash, size int64, body io.Reader, hd putHeaders) (putReply, error) {
 	metering.Touch(ctx, svc.UUID)
 	client, base := u.target(svc)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, base+"/"+h.String(), nil)
+	path := h.String()
+	if hd.sums != nil {
+		path = blockstore.Locator{Hash: h, Size: size}.String()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, base+"/"+path, nil)
 	if err != nil {
 		return putReply{}, blockstore.E("upstream.put", blockstore.KindInternal, err)
 	}
-	req.ContentLength = size
-	if size > 0 {
+	switch {
+	case hd.sums != nil:
+		withChecksumTrailer(req, h, body, hd.sums)
+		req.Header.Set("Expect", "100-continue")
+	case size > 0:
+		req.ContentLength = size
 		req.Body = io.NopCloser(body)
 		// A store that refuses (full, busy, bad token) answers before any
 		// byte is sent, so it can still be replaced from offset 0.
 		req.Header.Set("Expect", "100-continue")
-	} else {
+	default:
+		req.ContentLength = 0
 		req.Body = http.NoBody
 	}
 	req.Header.Set("Content-Type", "application/octet-stream")
