@@ -35,7 +35,7 @@ const (
 
 type cluster struct {
 	t      *testing.T
-	stores []*fakeStore
+	stores []*testStore
 	gw     *Gateway
 	srv    *httptest.Server
 }
@@ -44,7 +44,7 @@ func newCluster(t *testing.T, n int, mod func(*Options)) *cluster {
 	c := &cluster{t: t}
 	var svcs []Service
 	for i := 0; i < n; i++ {
-		f := newFakeStore(t, fmt.Sprintf("zzzzz-bi6l4-%015d", i))
+		f := newTestStore(t, fmt.Sprintf("zzzzz-bi6l4-%015d", i))
 		c.stores = append(c.stores, f)
 		svcs = append(svcs, f.svc)
 	}
@@ -55,8 +55,9 @@ func newCluster(t *testing.T, n int, mod func(*Options)) *cluster {
 			tokRO:    {Name: "ro", Scopes: []Scope{ScopeRead}},
 			tokAdmin: {Name: "admin", Scopes: []Scope{ScopeAdmin}},
 		},
-		Window:       1 << 20,
-		UpstreamIdle: 5 * time.Second,
+		Window:          1 << 20,
+		UpstreamIdle:    5 * time.Second,
+		StoreAdminToken: testStoreAdminToken,
 	}
 	if mod != nil {
 		mod(&opt)
@@ -72,8 +73,8 @@ func newCluster(t *testing.T, n int, mod func(*Options)) *cluster {
 }
 
 // ordered returns the stores in the block's probe order.
-func (c *cluster) ordered(h blockstore.Hash) []*fakeStore {
-	var out []*fakeStore
+func (c *cluster) ordered(h blockstore.Hash) []*testStore {
+	var out []*testStore
 	for _, svc := range c.gw.readOrder(h) {
 		for _, f := range c.stores {
 			if f.svc.UUID == svc.UUID {
@@ -252,8 +253,8 @@ func TestPutReplacesFailedStores(t *testing.T) {
 func putReplacesFailedStores(t *testing.T, c *cluster) {
 	data, h := volumetest.Block(7, 6<<20)
 	ord := c.ordered(h)
-	ord[0].set(func(f *fakeStore) { f.refusePut = 503 })       // fails before any data
-	ord[1].set(func(f *fakeStore) { f.dieAfterPut = 3 << 20 }) // dies after the window has passed
+	ord[0].set(func(f *testStore) { f.refusePut = 503 })       // fails before any data
+	ord[1].set(func(f *testStore) { f.dieAfterPut = 3 << 20 }) // dies after the window has passed
 	resp := c.do("PUT", "/"+h.String(), tokRW, data, map[string]string{"X-Keep-Desired-Replicas": "2"})
 	body := readAll(t, resp)
 	if resp.StatusCode != 200 || resp.Header.Get("X-Keep-Replicas-Stored") != "2" {
@@ -280,7 +281,7 @@ func TestGetFailoverMidBody(t *testing.T) {
 	resp := c.do("PUT", "/"+h.String(), tokRW, data, map[string]string{"X-Keep-Desired-Replicas": "3"})
 	loc := readAll(t, resp)
 	ord := c.ordered(h)
-	ord[0].set(func(f *fakeStore) { f.dieAfterGet = 2 << 20 })
+	ord[0].set(func(f *testStore) { f.dieAfterGet = 2 << 20 })
 	resp = c.do("GET", "/"+loc, tokRW, nil, nil)
 	got := readAll(t, resp)
 	if resp.StatusCode != 200 || got != string(data) {
@@ -290,7 +291,7 @@ func TestGetFailoverMidBody(t *testing.T) {
 		t.Fatal("second store was not asked")
 	}
 	// A store that is down entirely is skipped.
-	ord[0].set(func(f *fakeStore) { f.dieAfterGet = 0; f.down = true })
+	ord[0].set(func(f *testStore) { f.dieAfterGet = 0; f.down = true })
 	resp = c.do("GET", "/"+loc, tokRW, nil, nil)
 	if got := readAll(t, resp); resp.StatusCode != 200 || got != string(data) {
 		t.Fatalf("GET with first store down: %d", resp.StatusCode)
@@ -302,7 +303,7 @@ func TestGetCorruptNeverCleanOK(t *testing.T) {
 	data, h := volumetest.Block(10, 2<<20)
 	resp := c.do("PUT", "/"+h.String(), tokRW, data, map[string]string{"X-Keep-Desired-Replicas": "1"})
 	loc := readAll(t, resp)
-	c.stores[0].set(func(f *fakeStore) { f.corrupt = true })
+	c.stores[0].set(func(f *testStore) { f.corrupt = true })
 	resp = c.do("GET", "/"+loc, tokRW, nil, nil)
 	got, err := io.ReadAll(resp.Body)
 	resp.Body.Close()

@@ -6,30 +6,21 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/keepgate/keepgate/blockstore"
-	"github.com/keepgate/keepgate/blockstore/memvolume"
 )
 
-// newUnixFakeStore is a fakeStore served on a unix socket, listed as
+// newUnixTestStore is a testStore served on a unix socket, listed as
 // http+unix:///path.
-func newUnixFakeStore(t *testing.T, uuid, path string) (*fakeStore, net.Listener) {
-	f := &fakeStore{t: t, vol: memvolume.New(blockstore.TrashPolicy{})}
+func newUnixTestStore(t *testing.T, uuid, path string) (*testStore, net.Listener) {
 	ln, err := net.Listen("unix", path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.srv = httptest.NewUnstartedServer(http.HandlerFunc(f.serve))
-	f.srv.Listener.Close()
-	f.srv.Listener = ln
-	f.srv.Start()
-	t.Cleanup(f.srv.Close)
+	f := newTestStoreOn(t, uuid, ln)
 	f.svc = Service{UUID: uuid, URL: "http+unix://" + path}
 	return f, ln
 }
@@ -38,11 +29,11 @@ func newUnixFakeStore(t *testing.T, uuid, path string) (*fakeStore, net.Listener
 // answering, reads fail over to the other and writes go elsewhere.
 func TestUnixSocketStores(t *testing.T) {
 	dir := t.TempDir()
-	var unix []*fakeStore
+	var unix []*testStore
 	var lns []net.Listener
 	c := newCluster(t, 1, func(o *Options) {
 		for i := 0; i < 2; i++ {
-			f, ln := newUnixFakeStore(t, fmt.Sprintf("zzzzz-bi6l4-unix%011d", i), filepath.Join(dir, fmt.Sprintf("s%d.sock", i)))
+			f, ln := newUnixTestStore(t, fmt.Sprintf("zzzzz-bi6l4-unix%011d", i), filepath.Join(dir, fmt.Sprintf("s%d.sock", i)))
 			unix, lns = append(unix, f), append(lns, ln)
 			o.Services = append(o.Services, f.svc)
 		}
