@@ -77,10 +77,36 @@ type Volume interface {
 }
 
 // ReadOnly wraps v so that Put, Touch, Trash and Untrash fail with
-// KindReadOnly; reads pass through.
+// KindReadOnly; reads pass through. Unwrap returns v, so the optional
+// interfaces of the volume underneath stay visible (see As).
 func ReadOnly(v Volume) Volume { return readOnly{v} }
 
 type readOnly struct{ Volume }
+
+// Unwrap returns the wrapped volume.
+func (r readOnly) Unwrap() Volume { return r.Volume }
+
+// Unwrapper is a volume wrapper (read-only, instrumented, ...) that gives
+// access to the volume it wraps. Every wrapper implements it.
+type Unwrapper interface{ Unwrap() Volume }
+
+// As finds the first volume in v's wrapper chain (v itself first) that
+// implements T, like errors.As for volumes: a wrapper never hides an
+// optional interface (ReadVerifier, ...) of what it wraps.
+func As[T any](v Volume) (T, bool) {
+	for v != nil {
+		if t, ok := v.(T); ok {
+			return t, true
+		}
+		u, ok := v.(Unwrapper)
+		if !ok {
+			break
+		}
+		v = u.Unwrap()
+	}
+	var zero T
+	return zero, false
+}
 
 func roErr(op string) error { return &Error{Op: op, Kind: KindReadOnly, Msg: "volume is read-only"} }
 

@@ -231,7 +231,7 @@ func (r *Reader) openNext() error {
 		first := r.cur == nil && r.curM == nil
 		if first {
 			r.vouched = sums != nil
-			if rv, ok := m.Volume.(blockstore.ReadVerifier); ok && sums == nil && r.pos == 0 && !r.Partial() {
+			if rv, ok := blockstore.As[blockstore.ReadVerifier](m.Volume); ok && sums == nil && r.pos == 0 && !r.Partial() {
 				r.volumeVerifies = rv.VerifiesFullReads()
 			}
 			if sums == nil && !r.Partial() {
