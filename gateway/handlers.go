@@ -152,66 +152,16 @@ func (g *Gateway) authorize(r *http.Request, scope Scope) (string, *Identity, er
 
 func (g *Gateway) handleGet(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Via", "HTTP/1.1 keepproxy")
-	t := metering.From(r.Context())
-	head := r.Method == http.MethodHead
-	req, err := g.parseGet(r)
-	if err != nil {
+	req, release, err := g.resolveGet(r)
+	defer release()
+	switch {
+	case err != nil:
 		g.fail(w, r, err)
-		return
-	}
-	t.Block = req.Locator.Hash.String()
-	if req.Locator.HasSize() {
-		t.Block = fmt.Sprintf("%s+%d", req.Locator.Hash, req.Locator.Size)
-	}
-	if req.Token, req.Identity, err = g.authorize(r, ScopeRead); err != nil {
-		g.fail(w, r, err)
-		return
-	}
-	req.Host = r.Host
-	if req.Locator.Hash == blockstore.EmptyHash {
-		// The empty block needs no store. Every range of it is
-		// unsatisfiable except "bytes=0-", which is the whole (empty) block.
-		if req.Range != nil && (req.Range.From != 0 || req.Range.To >= 0) {
-			g.fail(w, r, unsatisfiable(0))
-			return
-		}
+	case req.Locator.Hash == blockstore.EmptyHash: // needs no store
 		w.Header().Set("Content-Length", "0")
 		w.WriteHeader(http.StatusOK)
-		return
-	}
-	if st, ok := g.upstreamOf(req.Identity); ok {
-		err = g.toUpstream(st, &req)
-	} else {
-		err = g.toStores(&req)
-	}
-	if err != nil {
-		g.fail(w, r, err)
-		return
-	}
-	release, err := g.admitRead(r.Context(), req.Identity, head)
-	if err == nil {
-		var rel2 func()
-		if rel2, err = g.admit(r); err == nil {
-			defer rel2()
-		}
-		defer release()
-	}
-	if err != nil {
-		g.fail(w, r, err)
-		return
-	}
-	blk, err := g.Open(r.Context(), req)
-	if err != nil {
-		g.fail(w, r, err)
-		return
-	}
-	defer blk.Close()
-	t.Block = fmt.Sprintf("%s+%d", req.Locator.Hash, blk.Size)
-	n, status := g.writeBlock(w, r, blk, head)
-	t.BytesOut, t.Status = n, status
-	if status != http.StatusOK && status != http.StatusPartialContent {
-		t.ErrorKind = blockstore.KindBadGateway.String()
-		panic(http.ErrAbortHandler) // make sure the client sees a broken response, never a clean one
+	default:
+		g.serveBlock(w, r, req)
 	}
 }
 
