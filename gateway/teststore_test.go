@@ -182,4 +182,3 @@ func (f *testStore) has(h blockstore.Hash) bool {
 	_, err := f.vol.Stat(context.Background(), h)
 	return err == nil
 }
-

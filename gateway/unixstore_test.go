@@ -10,7 +10,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
 )
 
 // newUnixTestStore is a testStore served on a unix socket, listed as
