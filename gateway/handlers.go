@@ -239,27 +239,12 @@ func (g *Gateway) writeBlock(w http.ResponseWriter, r *http.Request, blk *Block,
 
 func (g *Gateway) handlePut(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Via", "HTTP/1.1 keepproxy")
-	req, err := g.parsePut(r)
-	if err == nil {
-		noteRequest(r, req)
-		req.Token, req.Identity, err = g.authorize(r, ScopeWrite)
-		req.Host = r.Host
-	}
-	if err == nil {
-		err = g.fitStorage(r, &req)
-	}
-	if err == nil && req.Size > blockstore.MaxBlockSize {
-		err = blockstore.E("PUT", blockstore.KindTooLarge)
-	}
-	var release func()
-	if err == nil {
-		release, err = g.admit(r)
-	}
+	req, release, err := g.resolvePut(r)
+	defer release()
 	if err != nil {
 		g.fail(w, r, err)
 		return
 	}
-	defer release()
 	body := httpserver.ProgressBody(w, r, g.opt.BodyIdleTimeout)
 	req.Body = newMinRateReader(body, g.opt.MinBodyRate, g.opt.BodyGrace)
 	res, err := g.Put(r.Context(), req)
@@ -338,27 +323,12 @@ func (g *Gateway) writePutResult(w http.ResponseWriter, r *http.Request, req Put
 // written like a PUT.
 func (g *Gateway) handlePost(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Via", "HTTP/1.1 keepproxy")
-	req, err := g.parsePut(r)
-	if err == nil {
-		noteRequest(r, req)
-		req.Token, req.Identity, err = g.authorize(r, ScopeWrite)
-		req.Host = r.Host
-	}
-	if err == nil {
-		err = g.fitStorage(r, &req)
-	}
-	if err == nil && req.Size > blockstore.MaxBlockSize {
-		err = blockstore.E("POST", blockstore.KindTooLarge)
-	}
-	var release func()
-	if err == nil {
-		release, err = g.admit(r)
-	}
+	req, release, err := g.resolvePut(r)
+	defer release()
 	if err != nil {
 		g.fail(w, r, err)
 		return
 	}
-	defer release()
 	t := metering.From(r.Context())
 	body := httpserver.ProgressBody(w, r, g.opt.BodyIdleTimeout)
 	pb, err := g.readPost(r.Context(), req.Identity, newMinRateReader(body, g.opt.MinBodyRate, g.opt.BodyGrace), req.Size)

@@ -75,3 +75,29 @@ func (g *Gateway) serveBlock(w http.ResponseWriter, r *http.Request, req GetRequ
 		panic(http.ErrAbortHandler)
 	}
 }
+
+// resolvePut is everything a PUT or POST goes through before its body is
+// read: parse (loop, Content-Length, locator, size hint), authenticate,
+// the principal's storage (replicas, classes), the size limit, admission.
+// release is never nil.
+func (g *Gateway) resolvePut(r *http.Request) (req PutRequest, release func(), err error) {
+	release = func() {}
+	if req, err = g.parsePut(r); err != nil {
+		return req, release, err
+	}
+	noteRequest(r, req)
+	if req.Token, req.Identity, err = g.authorize(r, ScopeWrite); err != nil {
+		return req, release, err
+	}
+	req.Host = r.Host
+	if err = g.fitStorage(r, &req); err != nil {
+		return req, release, err
+	}
+	if req.Size > blockstore.MaxBlockSize {
+		return req, release, blockstore.E(r.Method, blockstore.KindTooLarge)
+	}
+	if release, err = g.admit(r); err != nil {
+		return req, func() {}, err
+	}
+	return req, release, nil
+}
