@@ -93,7 +93,8 @@ func New(opt Options) *Log {
 	}
 	l := &Log{opt: opt, m: newLogMetrics(opt.Registry)}
 	for _, s := range opt.Sinks {
-		w := &writer{log: l, sink: s, queue: make(chan []byte, opt.QueueSize), reopen: make(chan struct{}, 1), stop: make(chan struct{})}
+		w := &writer{log: l, sink: s, queue: make(chan Event, opt.QueueSize), reopen: make(chan struct{}, 1), stop: make(chan struct{}),
+			queued: l.m.queued.WithLabelValues(s.Name()), dropped: l.m.dropped.WithLabelValues(s.Name())}
 		l.m.up.WithLabelValues(s.Name()).Set(0)
 		l.m.dropped.WithLabelValues(s.Name()) // exported from the start, at 0
 		l.writers = append(l.writers, w)
@@ -113,16 +114,11 @@ func (l *Log) Record(_ context.Context, t *metering.Transfer) {
 	if l.closed {
 		return
 	}
+	e := NewEvent(t) // a copy: t is not kept; sinks encode it on their writer
 	for _, w := range l.writers {
-		rec, err := w.sink.Encode(t)
-		if err != nil {
-			l.opt.Logger.Error("audit event could not be encoded", "sink", w.sink.Name(), "error", err.Error())
-			w.drop()
-			continue
-		}
 		select {
-		case w.queue <- rec:
-			l.m.queued.WithLabelValues(w.sink.Name()).Inc()
+		case w.queue <- e:
+			w.queued.Inc()
 		default:
 			w.drop()
 		}
@@ -187,13 +183,16 @@ func (l *Log) Close(ctx context.Context) {
 type writer struct {
 	log     *Log
 	sink    Sink
-	queue   chan []byte
+	queue   chan Event
 	reopen  chan struct{}
 	stop    chan struct{}
 	pending atomic.Int64 // unix nanos the current record was taken; 0 when none
 	open    bool
 	// lastWarn rate-limits the "dropping events" warning.
 	lastWarn atomic.Int64
+	// The sink's series, looked up once (Record runs on every request).
+	queued  prometheus.Gauge
+	dropped prometheus.Counter
 }
 
 func (w *writer) stalled() bool {
@@ -206,7 +205,7 @@ func (w *writer) stalled() bool {
 
 func (w *writer) drop() {
 	name := w.sink.Name()
-	w.log.m.dropped.WithLabelValues(name).Inc()
+	w.dropped.Inc()
 	now := time.Now().UnixNano()
 	if last := w.lastWarn.Load(); now-last > int64(10*time.Second) && w.lastWarn.CompareAndSwap(last, now) {
 		w.log.opt.Logger.Warn("audit sink is not keeping up: dropping events (see keepgate_audit_dropped_total)", "sink", name)
@@ -220,20 +219,27 @@ func (w *writer) run() {
 		w.sink.Close()
 		w.log.m.up.WithLabelValues(name).Set(0)
 		for range w.queue { // only after stop: what is left is lost
-			w.log.m.queued.WithLabelValues(name).Dec()
-			w.log.m.dropped.WithLabelValues(name).Inc()
+			w.queued.Dec()
+			w.dropped.Inc()
 		}
 	}()
-	for rec := range w.queue {
+	for e := range w.queue {
 		w.pending.Store(time.Now().UnixNano())
-		ok := w.deliver(rec)
+		rec, err := w.sink.Encode(e)
+		ok := true
+		if err != nil {
+			w.log.opt.Logger.Error("audit event could not be encoded", "sink", name, "error", err.Error())
+			w.dropped.Inc()
+		} else if ok = w.deliver(rec); ok {
+			w.log.m.events.WithLabelValues(name).Inc()
+		} else {
+			w.dropped.Inc()
+		}
 		w.pending.Store(0)
-		w.log.m.queued.WithLabelValues(name).Dec()
+		w.queued.Dec()
 		if !ok {
-			w.log.m.dropped.WithLabelValues(name).Inc()
 			return
 		}
-		w.log.m.events.WithLabelValues(name).Inc()
 	}
 }
 

@@ -11,13 +11,13 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/keepgate/keepgate/metering"
 )
 
 // Sink is one destination of audit records: its format and its transport.
 //
-// Contract. Encode turns a transfer into one complete record (with any
-// framing the transport needs) and is safe for concurrent use. Open,
+// Contract. Encode turns an event into one complete record (with any
+// framing the transport needs); it runs on the sink's writer, off the
+// request path. Open,
 // Write and Close are called from one goroutine only (the sink's writer):
 //   - Open connects or opens; it may fail (the writer retries with
 //     back-off) and must give up by the deadline.
@@ -34,7 +34,7 @@ import (
 // Every implementation passes audittest.Run.
 type Sink interface {
 	Name() string
-	Encode(t *metering.Transfer) ([]byte, error)
+	Encode(e Event) ([]byte, error)
 	Open(deadline time.Time) error
 	Write(p []byte, deadline time.Time) (int, error)
 	Close() error
@@ -89,8 +89,8 @@ func NewSyslogSink(address, facility, app string) (*SyslogSink, error) {
 
 func (s *SyslogSink) Name() string { return s.name }
 
-func (s *SyslogSink) Encode(t *metering.Transfer) ([]byte, error) {
-	rec, err := NewEvent(t).Syslog(s.Facility, s.Hostname, s.App, os.Getpid())
+func (s *SyslogSink) Encode(e Event) ([]byte, error) {
+	rec, err := e.Syslog(s.Facility, s.Hostname, s.App, os.Getpid())
 	if err != nil || s.Network != "tcp" {
 		return rec, err
 	}
@@ -151,7 +151,7 @@ type FileSink struct {
 func (s *FileSink) Name() string      { return "file:" + s.Path }
 func (s *FileSink) ReopenOnHUP() bool { return true }
 
-func (s *FileSink) Encode(t *metering.Transfer) ([]byte, error) { return NewEvent(t).JSONLine(), nil }
+func (s *FileSink) Encode(e Event) ([]byte, error) { return e.JSONLine(), nil }
 
 func (s *FileSink) Open(time.Time) error {
 	f, err := os.OpenFile(s.Path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
@@ -207,7 +207,7 @@ type StreamSink struct {
 }
 
 func (s *StreamSink) Name() string                                { return s.Label }
-func (s *StreamSink) Encode(t *metering.Transfer) ([]byte, error) { return NewEvent(t).JSONLine(), nil }
+func (s *StreamSink) Encode(e Event) ([]byte, error) { return e.JSONLine(), nil }
 func (s *StreamSink) Open(time.Time) error                        { return nil }
 func (s *StreamSink) Write(p []byte, deadline time.Time) (int, error) {
 	if f, ok := s.W.(*os.File); ok {
