@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"syscall"
 	"time"
-
 )
 
 // Sink is one destination of audit records: its format and its transport.
@@ -206,9 +205,9 @@ type StreamSink struct {
 	W     io.Writer
 }
 
-func (s *StreamSink) Name() string                                { return s.Label }
+func (s *StreamSink) Name() string                   { return s.Label }
 func (s *StreamSink) Encode(e Event) ([]byte, error) { return e.JSONLine(), nil }
-func (s *StreamSink) Open(time.Time) error                        { return nil }
+func (s *StreamSink) Open(time.Time) error           { return nil }
 func (s *StreamSink) Write(p []byte, deadline time.Time) (int, error) {
 	if f, ok := s.W.(*os.File); ok {
 		f.SetWriteDeadline(deadline) // works when it is a pipe; else ignored
