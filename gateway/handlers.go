@@ -119,7 +119,7 @@ func (g *Gateway) handleOptions(w http.ResponseWriter, r *http.Request) {
 // authorize checks the loop guard and the token's scope. It returns the
 // token to forward to the stores and who it belongs to.
 func (g *Gateway) authorize(r *http.Request, scope Scope) (string, *Identity, error) {
-	if strings.Contains(r.Header.Get("Via"), " keepproxy") {
+	if g.isLoop(r) {
 		return "", nil, blockstore.Errorf(blockstore.KindLoop, "loop detected: this request already passed through a keepproxy")
 	}
 	// Bearer/OAuth2 tokens as they are; Basic id:secret as the access
@@ -266,7 +266,7 @@ func noteRequest(r *http.Request, req PutRequest) {
 // order of KEEP-PROTOCOL §6.4: loop, Content-Length (411), locator (400),
 // size hint vs Content-Length (400).
 func (g *Gateway) parsePut(r *http.Request) (PutRequest, error) {
-	if strings.Contains(r.Header.Get("Via"), " keepproxy") {
+	if g.isLoop(r) {
 		return PutRequest{}, blockstore.Errorf(blockstore.KindLoop, "loop detected: this request already passed through a keepproxy")
 	}
 	if r.ContentLength < 0 {
