@@ -34,6 +34,8 @@ bench: build
 	$(GO) run ./cmd/keepbench -out BENCHMARKS.md
 	KEEPGATE_FAIRNESS_OUT=$(CURDIR)/docs/benchmarks-fairness.md $(GO) test -run XXX -bench Fairness -benchtime 1x ./e2e/
 	KEEPGATE_AUDIT_OUT=$(CURDIR)/docs/benchmarks-audit.md $(GO) test -run XXX -bench Audit -benchtime 1x -timeout 20m ./e2e/
+	KEEPGATE_ARVAPI_OUT=$(CURDIR)/docs/benchmarks-arvapi.md $(GO) test -run XXX -bench ArvAPI -benchtime 1x -timeout 20m ./e2e/
+	KEEPGATE_USAGE_OUT=$(CURDIR)/docs/benchmarks-usage.md $(GO) test -run XXX -bench Usage -benchtime 1x -timeout 20m ./e2e/
 	KEEPGATE_ACCESSKEY_OUT=$(CURDIR)/docs/benchmarks-accesskeys.md $(GO) test -run XXX -bench AccessKey -benchtime 1x -timeout 20m ./e2e/
 	KEEPGATE_RULES_OUT=$(CURDIR)/docs/benchmarks-rules.md $(GO) test -run XXX -bench Rules -benchtime 1x -timeout 20m ./e2e/
 

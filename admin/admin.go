@@ -68,6 +68,7 @@ func (a *API) Handler() http.Handler {
 	r.HandleFunc("/access_keys/{id}", a.updateKey).Methods(http.MethodPatch)
 	r.HandleFunc("/access_keys/{id}", a.revokeKey).Methods(http.MethodDelete)
 	r.HandleFunc("/access_keys/{id}/secret", a.rotateSecret).Methods(http.MethodPost)
+	r.HandleFunc("/usage", a.usage).Methods(http.MethodGet)
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		writeErr(w, errorf(http.StatusNotFound, "no such admin API path; see README \"Tenants and access keys\""))
 	})

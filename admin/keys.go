@@ -105,18 +105,27 @@ func parseExpiry(s string, now time.Time) (time.Time, error) {
 	return t, nil
 }
 
+// Bounds of a key's limits: larger values are typing mistakes.
+const (
+	maxRateCapKbps   = 100_000_000 // 100 Gbit/s
+	maxConcurrentCap = 100_000
+)
+
 func applyConfiguration(k *state.Key, c *configuration) error {
 	if c == nil {
 		return nil
 	}
 	t := c.Transfer
-	for _, v := range []*int64{t.TargetRateCapKbps, t.TargetRateInCapKbps} {
-		if v != nil && *v < 0 {
-			return errorf(http.StatusBadRequest, "configuration.transfer: rate caps are kbps (1,000 bit/s), 0 for none; not negative")
+	for _, v := range []struct {
+		v    *int64
+		name string
+	}{{t.TargetRateCapKbps, "target_rate_cap_kbps"}, {t.TargetRateInCapKbps, "target_rate_in_cap_kbps"}} {
+		if v.v != nil && (*v.v < 0 || *v.v > maxRateCapKbps) {
+			return errorf(http.StatusBadRequest, "configuration.transfer.%s %d: rate caps are kbps (1,000 bit/s), from 1 to %d (100 Gbit/s), 0 for none", v.name, *v.v, maxRateCapKbps)
 		}
 	}
-	if t.MaxConcurrent != nil && *t.MaxConcurrent < 0 {
-		return errorf(http.StatusBadRequest, "configuration.transfer.max_concurrent_requests: 0 for none, not negative")
+	if t.MaxConcurrent != nil && (*t.MaxConcurrent < 0 || *t.MaxConcurrent > maxConcurrentCap) {
+		return errorf(http.StatusBadRequest, "configuration.transfer.max_concurrent_requests %d: from 1 to %d, 0 for none", *t.MaxConcurrent, maxConcurrentCap)
 	}
 	if t.TargetRateCapKbps != nil {
 		k.RateCapKbps = *t.TargetRateCapKbps

@@ -250,7 +250,7 @@ func TestVerifyingWriter(t *testing.T) {
 }
 
 func TestKindTable(t *testing.T) {
-	for k := KindInternal; k <= KindReadOnly; k++ {
+	for k := KindInternal; k <= KindMisdirected; k++ {
 		if _, ok := kindTable[k]; !ok {
 			t.Errorf("kind %v has no status", k)
 		}

@@ -39,6 +39,7 @@ const (
 	KindOverloaded                   // 503 + Retry-After: a budget or limiter is spent
 	KindFull                         // 507: no space left
 	KindReadOnly                     // 507: the volume or node does not accept writes
+	KindTooManyRequests              // 429 + Retry-After: a principal's concurrency cap is reached
 	KindMisdirected                  // 421: no forwarding rule serves the host the client connected to
 )
 
@@ -74,6 +75,7 @@ var kindTable = map[Kind]kindInfo{
 	KindOverloaded:       {http.StatusServiceUnavailable, "server busy, retry later"},
 	KindFull:             {http.StatusInsufficientStorage, "insufficient storage"},
 	KindReadOnly:         {http.StatusInsufficientStorage, "insufficient storage: no writable volume"},
+	KindTooManyRequests:  {http.StatusTooManyRequests, "too many requests in flight for this access key, retry later"},
 	KindMisdirected:      {http.StatusMisdirectedRequest, "misdirected request: this server has no rule for that host name"},
 }
 
@@ -85,6 +87,10 @@ func (k Kind) Status() int {
 	return http.StatusInternalServerError
 }
 
+// RetryAfter reports whether answers of kind k carry Retry-After (the
+// refusal is temporary and the client should come back shortly).
+func (k Kind) RetryAfter() bool { return k == KindOverloaded || k == KindTooManyRequests }
+
 // Text is the default client-facing message for k.
 func (k Kind) Text() string { return kindTable[k].text }
 
@@ -93,7 +99,7 @@ func (k Kind) String() string {
 		"hash-mismatch", "length-mismatch", "no-token", "expired-signature", "forbidden",
 		"not-found", "method-not-allowed", "timeout", "length-required", "too-large", "bad-range",
 		"unprocessable", "canceled", "collision", "loop", "corrupt", "bad-gateway",
-		"unavailable", "overloaded", "full", "read-only", "misdirected"}
+		"unavailable", "overloaded", "full", "read-only", "too-many-requests", "misdirected"}
 	if int(k) >= 0 && int(k) < len(names) {
 		return names[k]
 	}

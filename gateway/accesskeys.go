@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/expirable"
@@ -12,6 +14,7 @@ import (
 	"github.com/keepgate/keepgate/access"
 	"github.com/keepgate/keepgate/blockstore"
 	"github.com/keepgate/keepgate/state"
+	"github.com/keepgate/keepgate/usage"
 )
 
 // AccessKeys authenticates access keys (v2/<id>/<secret> tokens; Basic
@@ -25,6 +28,14 @@ import (
 // request. Ids that are not found are remembered for a few seconds, so a
 // flood of made-up ids does not reach the database.
 //
+// With several proxies on one database (PostgreSQL), other proxies'
+// changes arrive as pushes (Invalidate per key, Purge when the push
+// connection was re-established) and TTL bounds how long a cached record
+// is trusted when a push is lost; TTL 0 (SQLite: one process) keeps
+// records until invalidated. While the database is unreachable, cached
+// records keep working until their TTL and other ids are answered 503 +
+// Retry-After; the outage is logged once, and its end once.
+//
 // An unknown id and a wrong secret give the same error (ErrBadToken, so
 // the chain may still try other authenticators, e.g. an Arvados API
 // server for its own v2 tokens). A right secret for a revoked, disabled
@@ -33,17 +44,25 @@ type AccessKeys struct {
 	Store  state.Store
 	Hasher access.Hasher
 	Now    func() time.Time // default time.Now
+	TTL    time.Duration    // how long a cached record is trusted; 0: until invalidated
+	Log    *slog.Logger     // default: discard
 
 	mu      sync.Mutex
-	gen     uint64 // bumped by Invalidate: a load that raced one is not cached
-	keys    map[string]state.Key
+	gen     uint64 // bumped by Invalidate and Purge: a load that raced one is not cached
+	keys    map[string]cachedKey
 	unknown *expirable.LRU[string, struct{}]
 	used    map[string]time.Time
+	failing atomic.Bool // the state database failed the last look-up
+}
+
+type cachedKey struct {
+	k  state.Key
+	at time.Time
 }
 
 // NewAccessKeys returns an authenticator over store.
 func NewAccessKeys(store state.Store, h access.Hasher) *AccessKeys {
-	return &AccessKeys{Store: store, Hasher: h, Now: time.Now, keys: map[string]state.Key{},
+	return &AccessKeys{Store: store, Hasher: h, Now: time.Now, Log: slog.New(slog.DiscardHandler), keys: map[string]cachedKey{},
 		unknown: expirable.NewLRU[string, struct{}](10000, nil, 5*time.Second), used: map[string]time.Time{}}
 }
 
@@ -65,7 +84,7 @@ func (a *AccessKeys) Authenticate(ctx context.Context, token string) (*Identity,
 		return nil, ErrBadToken
 	}
 	if err != nil {
-		return nil, blockstore.Errorf(blockstore.KindUnavailable, "access keys cannot be checked right now (the state database failed); retry shortly")
+		return nil, blockstore.Errorf(blockstore.KindOverloaded, "access keys cannot be checked right now (the state database is unreachable); retry shortly")
 	}
 	now := a.Now()
 	match := a.Hasher.Matches(secret, k.SecretHash)
@@ -94,25 +113,35 @@ func (a *AccessKeys) Authenticate(ctx context.Context, token string) (*Identity,
 
 func (a *AccessKeys) key(ctx context.Context, id string) (state.Key, error) {
 	a.mu.Lock()
-	k, ok := a.keys[id]
+	c, ok := a.keys[id]
 	gen := a.gen
 	a.mu.Unlock()
-	if ok {
-		return k, nil
+	if ok && (a.TTL <= 0 || a.Now().Sub(c.at) < a.TTL) {
+		return c.k, nil
 	}
 	if _, ok := a.unknown.Get(id); ok {
-		return k, state.ErrNotFound
+		return state.Key{}, state.ErrNotFound
 	}
+	loadedAt := a.Now()
 	k, err := a.Store.GetKey(ctx, id)
 	if errors.Is(err, state.ErrNotFound) {
 		a.unknown.Add(id, struct{}{})
+	}
+	if err != nil && !errors.Is(err, state.ErrNotFound) {
+		if ctx.Err() == nil && a.failing.CompareAndSwap(false, true) {
+			a.Log.Warn("the state database is unreachable: cached access keys keep working until their TTL, others get 503 + Retry-After", "ttl", a.TTL.String(), "error", err.Error())
+		}
+		return k, err
+	}
+	if a.failing.CompareAndSwap(true, false) {
+		a.Log.Info("the state database is reachable again")
 	}
 	if err != nil {
 		return k, err
 	}
 	a.mu.Lock()
 	if a.gen == gen {
-		a.keys[id] = k
+		a.keys[id] = cachedKey{k: k, at: loadedAt}
 	}
 	a.mu.Unlock()
 	return k, nil
@@ -126,6 +155,29 @@ func (a *AccessKeys) Invalidate(id string) {
 	a.gen++
 	a.mu.Unlock()
 	a.unknown.Remove(id)
+}
+
+// Purge forgets everything cached (the push of other proxies' changes was
+// interrupted: some may have been missed).
+func (a *AccessKeys) Purge() {
+	a.mu.Lock()
+	a.keys = map[string]cachedKey{}
+	a.gen++
+	a.mu.Unlock()
+	a.unknown.Purge()
+}
+
+// LimitsOf implements usage.Source: an access key's limits, from the
+// cache (loaded on a miss).
+func (a *AccessKeys) LimitsOf(ctx context.Context, kind, id string) (usage.KeyLimits, bool) {
+	if kind != "access-key" {
+		return usage.KeyLimits{}, false
+	}
+	k, err := a.key(ctx, id)
+	if err != nil {
+		return usage.KeyLimits{}, false
+	}
+	return usage.KeyLimits{RateOutKbps: k.RateCapKbps, RateInKbps: k.RateInCapKbps, MaxConcurrent: k.MaxConcurrent}, true
 }
 
 // FlushUsed writes the last-used times collected since the last flush.

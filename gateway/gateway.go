@@ -74,6 +74,9 @@ type Options struct {
 	Transport       http.RoundTripper // toward the stores; nil: a tuned default
 	// UploaderFS, if set, is served at /_upload/ (the web uploader).
 	UploaderFS http.FileSystem
+	// API, if set, serves the Arvados API (package arvapi) under
+	// /arvados/v1/ and /discovery/v1/.
+	API http.Handler
 	// Router picks stores per block; nil: by storage when Storages are
 	// given (StorageRouter), else rendezvous over Services.
 	Router Router

@@ -48,6 +48,10 @@ func (g *Gateway) Handler() http.Handler {
 		r.PathPrefix("/_upload/").Methods(http.MethodGet, http.MethodHead).Handler(gzhttp.GzipHandler(http.StripPrefix("/_upload/", http.FileServer(g.opt.UploaderFS))))
 		r.Path("/_upload").Handler(http.RedirectHandler("/_upload/", http.StatusMovedPermanently))
 	}
+	if g.opt.API != nil {
+		r.PathPrefix("/arvados/v1/").Handler(g.opt.API)
+		r.PathPrefix("/discovery/v1/").Handler(g.opt.API)
+	}
 	bad := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		httpserver.WriteError(w, blockstore.Errorf(blockstore.KindBadRequest, "Bad request: unknown path or method"))
 	})
@@ -222,7 +226,7 @@ func (g *Gateway) writeBlock(w http.ResponseWriter, r *http.Request, blk *Block,
 	// progressWriter also hides the ResponseWriter's ReadFrom, which would
 	// copy in 32 KiB pieces instead of our 256 KiB buffer.
 	pw := newProgressWriter(w, g.opt.BodyIdleTimeout)
-	n, err := io.CopyBuffer(pw, blk, *buf)
+	n, err := io.CopyBuffer(pacedOutput(r.Context(), pw, metering.From(r.Context()).Out), blk, *buf)
 	pw.clear()
 	g.metrics.bytesOut.Add(float64(n))
 	if err != nil {
@@ -246,7 +250,7 @@ func (g *Gateway) handlePut(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	body := httpserver.ProgressBody(w, r, g.opt.BodyIdleTimeout)
-	req.Body = newMinRateReader(body, g.opt.MinBodyRate, g.opt.BodyGrace)
+	req.Body = pacedBody(r.Context(), newMinRateReader(body, g.opt.MinBodyRate, g.opt.BodyGrace), metering.From(r.Context()).In)
 	res, err := g.Put(r.Context(), req)
 	g.metrics.bytesIn.Add(float64(body.N))
 	metering.From(r.Context()).BytesIn = body.N
@@ -331,7 +335,7 @@ func (g *Gateway) handlePost(w http.ResponseWriter, r *http.Request) {
 	}
 	t := metering.From(r.Context())
 	body := httpserver.ProgressBody(w, r, g.opt.BodyIdleTimeout)
-	pb, err := g.readPost(r.Context(), req.Identity, newMinRateReader(body, g.opt.MinBodyRate, g.opt.BodyGrace), req.Size)
+	pb, err := g.readPost(r.Context(), req.Identity, pacedBody(r.Context(), newMinRateReader(body, g.opt.MinBodyRate, g.opt.BodyGrace), t.In), req.Size)
 	t.BytesIn = body.N
 	if err != nil {
 		g.fail(w, r, err)

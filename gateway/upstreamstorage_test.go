@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -138,5 +140,36 @@ func TestUpstreamStorageIndividual(t *testing.T) {
 	resp = c.do("GET", "/"+loc, "not-a-partner-token", nil, nil)
 	if got, _ := io.ReadAll(resp.Body); resp.StatusCode == 200 || bytes.Equal(got, data) {
 		t.Fatalf("GET with a token the upstream does not know: %d", resp.StatusCode)
+	}
+}
+
+// A storage pointing (here directly) at this same keepgate: the request
+// coming back is refused as a loop instead of recursing.
+func TestUpstreamStorageLoop(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	self := "http://" + ln.Addr().String()
+	g, err := New(Options{Auth: staticAuth{tokRW: {Name: "rw", Scopes: []Scope{ScopeRead, ScopeWrite}}},
+		Storages:       []Storage{{Name: "self", Upstream: &Upstream{URL: self, Identity: IdentityIndividual}}},
+		DefaultStorage: "self"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: g.Handler()}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	data, h := volumetest.Block(74, 100)
+	req, _ := http.NewRequest("PUT", self+"/"+h.String(), bytes.NewReader(data))
+	req.Header.Set("Authorization", "Bearer "+tokRW)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode < 500 || !strings.Contains(string(body), "loop") {
+		t.Fatalf("PUT through a storage pointing at itself: %d %q", resp.StatusCode, body)
 	}
 }

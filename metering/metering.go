@@ -54,6 +54,11 @@ type Transfer struct {
 	// (an access key with activity_event_logging off); usage still counts.
 	NoAudit bool
 
+	// In and Out pace the request body (what the client sends) and the
+	// response body (what it receives), e.g. a key's rate caps; set by an
+	// Admitter, nil when unpaced.
+	In, Out Pacer
+
 	mu     sync.Mutex
 	stores []string
 }
@@ -99,6 +104,16 @@ func Touch(ctx context.Context, store string) {
 	if t, ok := ctx.Value(ctxKey{}).(*Transfer); ok {
 		t.Touch(store)
 	}
+}
+
+// Pacer paces one direction of a transfer's body (a rate cap). Contract:
+// Max is the most bytes one Wait may ask for (callers cut their reads and
+// writes to it); Wait blocks until n more bytes may move, or ctx ends
+// (then it returns ctx's error). Safe for concurrent use: one Pacer may be
+// shared by all the streams of a key.
+type Pacer interface {
+	Max() int
+	Wait(ctx context.Context, n int) error
 }
 
 // Admitter decides, before any body byte moves, whether a transfer may

@@ -15,8 +15,10 @@ ts() { echo "[setup +${SECONDS}s] $*" >&2; }
 pkgs=(nginx openssl curl)
 bins=(nginx openssl curl)
 if [ "$MODE" = test ]; then
-  pkgs+=(runit chromium openssh-server rsyslog logrotate)
-  bins+=(runsvdir chromium sshd rsyslogd logrotate)
+  # postgresql: Debian's PostgreSQL 15; the tests start their own server
+  # (initdb/pg_ctl as the postgres user, loopback only), never the packaged one.
+  pkgs+=(runit chromium openssh-server rsyslog logrotate postgresql)
+  bins+=(runsvdir chromium sshd rsyslogd logrotate /usr/lib/postgresql/15/bin/initdb)
 fi
 
 minio_pid=

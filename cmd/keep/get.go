@@ -33,7 +33,8 @@ func (a *app) loadFiles(ctx context.Context, c *keepclient.Client, src string) (
 }
 
 // loadManifest reads SOURCE: "-" (stdin), an existing file holding
-// manifest text, or a block locator whose block is the manifest.
+// manifest text, a collection UUID (through the proxy's Arvados API), or
+// a block locator whose block is the manifest.
 func (a *app) loadManifest(ctx context.Context, c *keepclient.Client, src string) (*manifest.Manifest, error) {
 	var text []byte
 	switch {
@@ -49,6 +50,12 @@ func (a *app) loadManifest(ctx context.Context, c *keepclient.Client, src string
 			return nil, fmt.Errorf("reading %s: %w", src, unwrapPathErr(err))
 		}
 		text = b
+	case collectionUUIDRe.MatchString(src):
+		rec, err := newCollections(a.set).load(ctx, src)
+		if err != nil {
+			return nil, fmt.Errorf("fetching collection %s: %w", src, err)
+		}
+		text = []byte(rec.ManifestText)
 	default:
 		loc, err := blockstore.ParseLocator(src)
 		if err != nil {

@@ -47,19 +47,23 @@ type app struct {
 	getenv func(string) string
 	tty    bool // stderr is a terminal: show progress bars
 	cmd    string
+	set    *settings // the resolved settings of the running command
 }
 
 const usage = `keep — store and fetch files and directory trees through a keepproxy
 
 Usage:
   keep put [flags] PATH...          upload files and directories; print the manifest's signed locator
+                                    (with --name NAME: save them as a collection, print its UUID)
   keep get [flags] SOURCE DEST      download a manifest's files into the directory DEST
   keep cat [flags] SOURCE [PATH]    write one file of a manifest (or, without PATH, a raw block) to stdout
   keep ls  [flags] SOURCE           list a manifest's files and sizes
   keep help [COMMAND]               show help
 
-SOURCE is a manifest locator (as printed by keep put), a file holding
-manifest text, or "-" for standard input.
+SOURCE is a manifest locator (as printed by keep put), a collection UUID
+(as printed by keep put --name, arv-put or the SDKs; read through the
+proxy's Arvados API), a file holding manifest text, or "-" for standard
+input.
 
 Configuration (flags > environment > config file):
   --proxy URL      KEEP_PROXY   (or ARVADOS_KEEP_SERVICES)     proxy: in the config file
@@ -73,6 +77,9 @@ Exit status: 0 success, 1 failure, 2 bad usage or configuration,
 
 const putHelp = `Upload files and directories and print the signed locator of the
 manifest that names them all (one locator for the whole tree).
+With --name NAME the manifest is saved instead as a collection through the
+proxy's Arvados API (keepproxy's arvados_api), and the collection's UUID is
+printed: arv-get UUID/, the SDKs and keep get UUID read it.
 
 A directory argument "dir" is stored as the directory dir; "dir/" stores
 its contents at the top. Files up to 32 MiB are packed together into
@@ -173,6 +180,7 @@ func (a *app) settings(fs *pflag.FlagSet, cf *commonFlags) (*settings, error) {
 	if err != nil {
 		return nil, err
 	}
+	a.set = s
 	if s.Insecure {
 		fmt.Fprintln(a.stderr, "keep: WARNING: --insecure: the proxy's TLS certificate is NOT verified. Anyone on the network path can read your token and data. Use this only with a self-signed development certificate.")
 	}

@@ -85,6 +85,7 @@ func (a *app) cmdPut(ctx context.Context, args []string) error {
 	manifestOnly := fs.Bool("manifest-only", false, "print the manifest text instead of storing it and printing its locator")
 	noResume := fs.Bool("no-resume", false, "ignore the resume cache of an earlier run (the new run is still cached)")
 	noCache := fs.Bool("no-cache", false, "neither read nor write the resume cache")
+	name := fs.String("name", "", "save the tree as a collection of this name through the proxy's Arvados API (arvados_api) and print its UUID, as arv-put does")
 	if err := a.parse(fs, "put [flags] PATH...", putHelp, args); err != nil {
 		return err
 	}
@@ -100,6 +101,9 @@ func (a *app) cmdPut(ctx context.Context, args []string) error {
 	}
 	if *replicas < 1 || *replicas > 16 {
 		return usageErr("--replicas must be between 1 and 16")
+	}
+	if *name != "" && *manifestOnly {
+		return usageErr("--name saves a collection, --manifest-only prints the manifest: use one of them")
 	}
 	files, err := walkInputs(fs.Args(), a.warn)
 	if err != nil {
@@ -173,6 +177,16 @@ func (a *app) cmdPut(ctx context.Context, args []string) error {
 			result["manifest"] = text
 		} else {
 			io.WriteString(a.stdout, text)
+		}
+	} else if *name != "" {
+		rec, err := newCollections(s).save(ctx, text, *name)
+		tr.Finish(err == nil)
+		if err != nil {
+			return fmt.Errorf("saving the collection: %w", err)
+		}
+		result["uuid"], result["portable_data_hash"] = rec.UUID, rec.PortableDataHash
+		if !s.JSON {
+			fmt.Fprintln(a.stdout, rec.UUID)
 		}
 	} else {
 		if int64(len(text)) > blockSize {

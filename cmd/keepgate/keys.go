@@ -38,11 +38,11 @@ func run(args []string, out io.Writer) error {
 		return usagef("%v", err)
 	}
 	rest := g.Args()
-	if len(rest) < 2 || rest[0] != "keys" {
-		if len(rest) >= 1 && rest[0] == "usage" {
-			return usagef("usage reports come with the usage issue; this version has keys")
-		}
-		return usagef("want: keys create|list|show|update|revoke|rotate")
+	if len(rest) >= 1 && rest[0] == "usage" {
+		rest = append([]string{"usage", "usage"}, rest[1:]...) // verb "usage" of its own
+	}
+	if len(rest) < 2 || (rest[0] != "keys" && rest[0] != "usage") {
+		return usagef("want: keys create|list|show|update|revoke|rotate, or usage")
 	}
 	token := os.Getenv("KEEPGATE_ADMIN_TOKEN")
 	if *tokenFile != "" {
@@ -58,6 +58,8 @@ func run(args []string, out io.Writer) error {
 	c := &client{base: strings.TrimRight(*adminURL, "/"), token: token, json: *asJSON, out: out, http: &http.Client{Timeout: 30 * time.Second}}
 	verb, vargs := rest[1], rest[2:]
 	switch verb {
+	case "usage":
+		return c.usage(vargs)
 	case "create":
 		return c.create(vargs)
 	case "list":
@@ -389,10 +391,18 @@ func (c *client) call(method, path string, body any, want int, v any) ([]byte, e
 	if err != nil {
 		return nil, usagef("admin URL %q: %v", c.base, err)
 	}
-	req.SetBasicAuth("admin", c.token)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	return c.do(req, want, v)
+}
+
+// do sends req with the admin token and decodes the answer into v (when
+// not nil); an answer with another status is an error carrying the API's
+// message.
+func (c *client) do(req *http.Request, want int, v any) ([]byte, error) {
+	method, path := req.Method, strings.TrimPrefix(req.URL.String(), c.base)
+	req.SetBasicAuth("admin", c.token)
 	resp, err := c.http.Do(req)
 	if err != nil {
 		var ue *url.Error

@@ -9,6 +9,7 @@
 //	keepgate keys update ID [--scopes ...] [--expires ...|--no-expiry] [--description ...] [--disable|--enable] [limits]
 //	keepgate keys revoke ID
 //	keepgate keys rotate ID [--overlap 24h]
+//	keepgate usage [--storage NAME] [--key ID] [--from DATE] [--to DATE] [--granularity hour|day] [--csv]
 //
 // The admin API's address and token come from --admin-url (default
 // $KEEPGATE_ADMIN_URL or http://127.0.0.1:25110) and --admin-token-file
@@ -38,6 +39,7 @@ func main() {
 }
 
 const usage = `usage: keepgate [--admin-url URL] [--admin-token-file FILE] [--json] keys create|list|show|update|revoke|rotate ...
+       keepgate [--admin-url URL] [--admin-token-file FILE] [--json] usage [--storage NAME] [--key ID] [--from DATE] [--to DATE] [--granularity hour|day] [--csv]
 run "keepgate keys help" for the flags of each verb`
 
 type usageError struct{ msg string }

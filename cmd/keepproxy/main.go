@@ -167,7 +167,7 @@ func run() error {
 	}
 	cache := gateway.NewCache(chain, cfg.TokenCacheSize, cfg.TokenCacheTTL, cfg.TokenCacheNegativeTTL, log)
 	opt.Auth = cache
-	ten, err := openTenancy(ctx, cfg, log)
+	ten, err := openTenancy(ctx, cfg, log, reg, opt.Meter)
 	if err != nil {
 		return err
 	}
@@ -199,10 +199,15 @@ func run() error {
 			return fmt.Errorf("no stores configured and discovery failed: %w", err)
 		}
 	}
+	bindAPI, err := mountArvadosAPI(cfg, ten, &opt, log)
+	if err != nil {
+		return err
+	}
 	gw, err := gateway.New(opt)
 	if err != nil {
 		return err
 	}
+	bindAPI(gw)
 	if len(cfg.Stores) == 0 {
 		go gw.KeepDiscovering(ctx, remote, discoveryToken, cfg.DiscoveryInterval, log)
 	}

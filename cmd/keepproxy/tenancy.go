@@ -7,14 +7,21 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/keepgate/keepgate/access"
 	"github.com/keepgate/keepgate/admin"
 	"github.com/keepgate/keepgate/gateway"
 	"github.com/keepgate/keepgate/internal/config"
+	"github.com/keepgate/keepgate/metering"
+	"github.com/keepgate/keepgate/state"
+	"github.com/keepgate/keepgate/state/postgres"
 	"github.com/keepgate/keepgate/state/sqlite"
+	kgusage "github.com/keepgate/keepgate/usage"
 )
 
 // storagesOf turns the configured storages into the gateway's, with the
@@ -59,18 +66,45 @@ func keyStorages(cfg *config.Keepproxy) []string {
 	return out
 }
 
-// tenancy is the state with the access keys, and the admin API.
+// tenancy is the state database with the access keys, usage counting and
+// flushing, the keys' limits, and the admin API.
 type tenancy struct {
-	db    *sqlite.DB
-	keys  *gateway.AccessKeys
-	admin *http.Server
-	ln    net.Listener
+	db      state.Store
+	keys    *gateway.AccessKeys
+	counter *kgusage.Counter
+	flusher *kgusage.Flusher
+	beats   *kgusage.Heartbeats
+	limits  *kgusage.Limits
+	watcher state.KeyWatcher // postgres: other proxies' key changes
+	cfg     config.ProxyState
+	admin   *http.Server
+	ln      net.Listener
 }
 
-// openTenancy opens what state.path and admin.token_file configure (nil
-// when state.path is empty).
-func openTenancy(ctx context.Context, cfg *config.Keepproxy, log *slog.Logger) (*tenancy, error) {
-	if cfg.State.Path == "" {
+// openState opens the configured engine: sqlite (state.path) or postgres
+// (state.dsn_file; unreachable → an error naming its host, never the
+// password).
+func openState(ctx context.Context, c config.ProxyState, log *slog.Logger) (state.Store, error) {
+	if c.Driver == "postgres" {
+		dsn, err := config.ReadSecretFile(c.DSNFile)
+		if err != nil {
+			return nil, fmt.Errorf("state.dsn_file: %w", err)
+		}
+		db, err := postgres.Open(ctx, dsn, log.With("state", "postgres"))
+		if err != nil {
+			return nil, fmt.Errorf("state (state.dsn_file %s): %w", c.DSNFile, err)
+		}
+		log.Info("state database", "driver", "postgres", "database", db.Where())
+		return db, nil
+	}
+	return sqlite.Open(ctx, c.Path)
+}
+
+// openTenancy opens what state and admin.token_file configure (nil when
+// no state database is configured), and plugs usage counting and the
+// keys' limits into meter.
+func openTenancy(ctx context.Context, cfg *config.Keepproxy, log *slog.Logger, reg prometheus.Registerer, meter *metering.Meter) (*tenancy, error) {
+	if !cfg.State.Enabled() {
 		return nil, nil
 	}
 	pepper, err := config.ReadSecretFile(cfg.State.PepperFile)
@@ -80,12 +114,31 @@ func openTenancy(ctx context.Context, cfg *config.Keepproxy, log *slog.Logger) (
 	if len(pepper) < 16 {
 		return nil, fmt.Errorf("state.pepper_file %s: the pepper has %d characters; use at least 16 random ones (head -c 32 /dev/urandom | base64)", cfg.State.PepperFile, len(pepper))
 	}
-	db, err := sqlite.Open(ctx, cfg.State.Path)
+	db, err := openState(ctx, cfg.State, log)
 	if err != nil {
 		return nil, err
 	}
+	proxy := cfg.ProxyID
+	if proxy == "" {
+		proxy, _ = os.Hostname()
+	}
 	h := access.Hasher{Pepper: []byte(pepper)}
-	t := &tenancy{db: db, keys: gateway.NewAccessKeys(db, h)}
+	t := &tenancy{db: db, keys: gateway.NewAccessKeys(db, h), cfg: cfg.State}
+	t.keys.Log = log.With("state", "access-keys")
+	if w, ok := db.(state.KeyWatcher); ok {
+		t.watcher = w
+		t.keys.TTL = cfg.State.KeyCacheTTL
+	}
+	t.counter = kgusage.NewCounter(reg, nil)
+	t.flusher = kgusage.NewFlusher(t.counter, db, proxy, log.With("state", "usage"), reg)
+	t.beats = kgusage.NewHeartbeats(db, proxy, cfg.State.HeartbeatInterval, log.With("state", "heartbeats"))
+	share := t.beats.Live // each proxy takes cap ÷ live proxies
+	if cfg.State.PinnedKeys {
+		share = nil // the balancer pins keys: the whole cap here
+	}
+	t.limits = kgusage.NewLimits(t.keys, share)
+	meter.Accountants = append(meter.Accountants, t.counter)
+	meter.Admitters = append(meter.Admitters, t.limits)
 	if cfg.Admin.TokenFile == "" {
 		return t, nil
 	}
@@ -104,9 +157,17 @@ func openTenancy(ctx context.Context, cfg *config.Keepproxy, log *slog.Logger) (
 	return t, nil
 }
 
-// serve runs the admin API and flushes last-used times until ctx ends.
+// serve runs the admin API, the usage flusher, the heartbeats, the limits'
+// refresh, the key change listener (postgres) and the last-used flush
+// until ctx ends.
 func (t *tenancy) serve(ctx context.Context, log *slog.Logger) {
 	go t.keys.KeepFlushing(ctx, 10*time.Second)
+	go t.flusher.Run(ctx, t.cfg.UsageFlushInterval)
+	go t.beats.Run(ctx)
+	go t.limits.Run(ctx)
+	if t.watcher != nil {
+		go t.watcher.WatchKeys(ctx, t.keys.Invalidate, t.keys.Purge)
+	}
 	if t.admin == nil {
 		return
 	}
@@ -118,6 +179,8 @@ func (t *tenancy) serve(ctx context.Context, log *slog.Logger) {
 	}()
 }
 
+// close runs after the data listener has drained: the last usage counts
+// are written (for at most 5 s), then the database is closed.
 func (t *tenancy) close() {
 	if t.admin != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -125,6 +188,7 @@ func (t *tenancy) close() {
 		cancel()
 	}
 	t.keys.FlushUsed(context.Background())
+	t.flusher.Close(5 * time.Second)
 	t.db.Close()
 }
 

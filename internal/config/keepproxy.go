@@ -106,6 +106,8 @@ type Keepproxy struct {
 	// State holds the access keys; Admin is the API that manages them.
 	State ProxyState `mapstructure:"state"`
 	Admin ProxyAdmin `mapstructure:"admin"`
+	// ArvadosAPI: the Arvados API slice for arv-put/arv-get (arvapi.go).
+	ArvadosAPI ArvadosAPI `mapstructure:"arvados_api"`
 	// Uploader serves the browser uploader at /_upload/.
 	Uploader bool `mapstructure:"uploader"`
 	// LogLevel: debug, info, warn or error.
@@ -225,8 +227,8 @@ func (c *Keepproxy) Validate() error {
 	}
 	c.addStorageStores(bad)
 	c.validateRules(bad)
-	if c.TokenFile == "" && c.API.Host == "" && c.State.Path == "" {
-		bad("no token source: set token_file, state.path (access keys), or api.host (or ARVADOS_API_HOST) to validate tokens against an API server")
+	if c.TokenFile == "" && c.API.Host == "" && !c.State.Enabled() {
+		bad("no token source: set token_file, state.path or state.dsn_file (access keys), or api.host (or ARVADOS_API_HOST) to validate tokens against an API server")
 	}
 	if len(c.Stores) == 0 && c.API.Host == "" {
 		bad("stores: list at least one keepstore URL, or set api.host (or ARVADOS_API_HOST) to discover them")

@@ -4,6 +4,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"time"
 )
 
 // ProxyStorage is one storage: a pool of keepstores (their URLs, each in
@@ -23,19 +24,42 @@ type ProxyStorage struct {
 	TokenFile string `mapstructure:"token_file"`
 }
 
-// ProxyState is where access keys live. Path "" turns access keys and the
-// admin API off.
+// ProxyState is where access keys, usage and heartbeats live. With
+// neither Path (sqlite) nor DSNFile (postgres), access keys, usage reports
+// and the admin API are off.
 type ProxyState struct {
 	// Driver: sqlite (one keepproxy per file, never on a network
-	// filesystem).
+	// filesystem) or postgres (several keepproxies on one database).
 	Driver string `mapstructure:"driver"`
 	// Path of the SQLite file, created on first start.
 	Path string `mapstructure:"path"`
+	// DSNFile holds the PostgreSQL connection string (it may carry the
+	// password, so it is a secret file), e.g.
+	// postgres://keepgate:PASSWORD@db.example:5432/keepgate?sslmode=verify-full
+	DSNFile string `mapstructure:"dsn_file"`
 	// PepperFile holds the secret the access keys' secrets are hashed
 	// with (HMAC-SHA256); it stays outside the database. Changing it
 	// invalidates every secret.
 	PepperFile string `mapstructure:"pepper_file"`
+	// KeyCacheTTL (postgres): how long a proxy trusts a cached access key
+	// when a push of another proxy's change was lost; also how long cached
+	// keys keep working while the database is unreachable. Default 30s.
+	KeyCacheTTL time.Duration `mapstructure:"key_cache_ttl"`
+	// UsageFlushInterval: usage counters are written every interval and
+	// at shutdown (a crash loses at most one interval). Default 10s.
+	UsageFlushInterval time.Duration `mapstructure:"usage_flush_interval"`
+	// HeartbeatInterval: each proxy records itself as alive this often; a
+	// proxy silent for three intervals no longer takes a share of rate
+	// caps. Default 2s.
+	HeartbeatInterval time.Duration `mapstructure:"heartbeat_interval"`
+	// PinnedKeys: the balancer sends each key to one proxy (nginx hash
+	// $http_authorization consistent), so every proxy applies a key's
+	// whole rate cap; false (default): each takes cap ÷ live proxies.
+	PinnedKeys bool `mapstructure:"pinned_keys"`
 }
+
+// Enabled reports whether a state database is configured.
+func (s ProxyState) Enabled() bool { return s.Path != "" || s.DSNFile != "" }
 
 // ProxyAdmin is the admin API's listener (access keys).
 type ProxyAdmin struct {
@@ -103,18 +127,45 @@ func (c *Keepproxy) addStorageStores(bad func(string, ...any)) {
 			bad("default_storage %q: not a configured storage; configured: %s", c.DefaultStorage, strings.Join(c.StorageNames(), ", "))
 		}
 	}
-	if c.State.Path != "" {
-		if c.State.Driver != "sqlite" {
-			bad("state.driver %q: this version has sqlite", c.State.Driver)
-		}
-		if c.StoreWriteTokenFile == "" || c.BlobSigningKeyFile == "" {
-			bad("state.path (access keys) needs store_write_token_file and blob_signing_key_file: keepproxy signs access keys' locators itself (for the key's uid, not its secret) and talks to the keepstores with the write token, so they never see a key's secret")
-		}
-		if c.State.PepperFile == "" {
-			bad("state.pepper_file: required with state.path (the secret access-key secrets are hashed with; e.g. head -c 32 /dev/urandom | base64 > pepper, mode 0600)")
+	c.State.validate(bad)
+	if c.State.Enabled() && (c.StoreWriteTokenFile == "" || c.BlobSigningKeyFile == "") {
+		bad("state.path (access keys) needs store_write_token_file and blob_signing_key_file: keepproxy signs access keys' locators itself (for the key's uid, not its secret) and talks to the keepstores with the write token, so they never see a key's secret")
+	}
+	if c.Admin.TokenFile != "" && !c.State.Enabled() {
+		bad("admin.token_file: the admin API manages access keys, which need state.path (sqlite) or state.dsn_file (postgres)")
+	}
+}
+
+func (s *ProxyState) validate(bad func(string, ...any)) {
+	for _, d := range []struct {
+		v   *time.Duration
+		def time.Duration
+		key string
+	}{{&s.KeyCacheTTL, 30 * time.Second, "key_cache_ttl"}, {&s.UsageFlushInterval, 10 * time.Second, "usage_flush_interval"},
+		{&s.HeartbeatInterval, 2 * time.Second, "heartbeat_interval"}} {
+		switch {
+		case *d.v == 0:
+			*d.v = d.def
+		case *d.v < 100*time.Millisecond || *d.v > time.Hour:
+			bad("state.%s %s: want between 100ms and 1h (0: %s)", d.key, *d.v, d.def)
 		}
 	}
-	if c.Admin.TokenFile != "" && c.State.Path == "" {
-		bad("admin.token_file: the admin API manages access keys, which need state.path")
+	if !s.Enabled() {
+		return
+	}
+	switch s.Driver {
+	case "sqlite":
+		if s.Path == "" || s.DSNFile != "" {
+			bad("state: driver sqlite takes state.path (the SQLite file), not state.dsn_file")
+		}
+	case "postgres":
+		if s.DSNFile == "" || s.Path != "" {
+			bad("state: driver postgres takes state.dsn_file (a file holding the connection string), not state.path")
+		}
+	default:
+		bad("state.driver %q: want sqlite (one keepproxy) or postgres (several keepproxies on one database)", s.Driver)
+	}
+	if s.PepperFile == "" {
+		bad("state.pepper_file: required with a state database (the secret access-key secrets are hashed with; e.g. head -c 32 /dev/urandom | base64 > pepper, mode 0600)")
 	}
 }

@@ -3,6 +3,7 @@ package config
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestStoragesConfig(t *testing.T) {
@@ -31,6 +32,10 @@ blob_signing_key_file: /k
 	if _, err := LoadKeepproxy(writeConf(t, "state: {path: /tmp/x.db, pepper_file: /tmp/p}\nstores: [{url: http://a:1}]\nstore_write_token_file: /w\nblob_signing_key_file: /k\n")); err != nil {
 		t.Fatalf("access keys alone are a token source: %v", err)
 	}
+	pg, err := LoadKeepproxy(writeConf(t, "stores: [{url: http://a:1}]\nstore_write_token_file: /w\nblob_signing_key_file: /k\nstate: {driver: postgres, dsn_file: /etc/keepgate/pg.dsn, pepper_file: /p, key_cache_ttl: 5s}\n"))
+	if err != nil || !pg.State.Enabled() || pg.State.KeyCacheTTL != 5*time.Second || pg.State.UsageFlushInterval != 10*time.Second || pg.State.HeartbeatInterval != 2*time.Second {
+		t.Fatalf("postgres state alone is a token source, with defaults: %v %+v", err, pg)
+	}
 	for _, tc := range []struct{ yaml, want string }{
 		{"storages:\n  a: {stores: [http://a:1]}\n  b: {stores: [http://b:1]}\n", "default_storage: required with several storages"},
 		{"storages:\n  a: {stores: [http://a:1]}\ndefault_storage: z\n", `default_storage "z": not a configured storage; configured: a`},
@@ -43,6 +48,10 @@ blob_signing_key_file: /k
 		{"stores: [{url: http://a:1}]\nstate: {path: /tmp/x.db, pepper_file: /p}\n", "needs store_write_token_file and blob_signing_key_file"},
 		{"stores: [{url: http://a:1}]\nadmin: {token_file: /tmp/a}\n", "need state.path"},
 		{"stores: [{url: http://a:1}]\nstate: {path: /tmp/x.db, pepper_file: /p, driver: bolt}\n", `state.driver "bolt"`},
+		{"stores: [{url: http://a:1}]\nstate: {driver: postgres, path: /tmp/x.db, pepper_file: /p}\n", "driver postgres takes state.dsn_file"},
+		{"stores: [{url: http://a:1}]\nstate: {dsn_file: /tmp/dsn, pepper_file: /p}\n", "driver sqlite takes state.path"},
+		{"stores: [{url: http://a:1}]\nstate: {driver: postgres, dsn_file: /tmp/dsn}\n", "state.pepper_file: required"},
+		{"stores: [{url: http://a:1}]\nstate: {path: /tmp/x.db, pepper_file: /p, usage_flush_interval: 1ms}\n", "state.usage_flush_interval 1ms: want between"},
 	} {
 		if _, err := LoadKeepproxy(writeConf(t, base+tc.yaml)); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: %v, want %q", tc.yaml, err, tc.want)

@@ -154,7 +154,7 @@ func WriteError(w http.ResponseWriter, err error) {
 	status := k.Status()
 	h := w.Header()
 	h.Del("Content-Length")
-	if k == blockstore.KindOverloaded {
+	if k.RetryAfter() {
 		h.Set("Retry-After", "2")
 	}
 	if status == 499 {

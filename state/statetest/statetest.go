@@ -172,6 +172,7 @@ func Run(t *testing.T, e Engine) {
 			}
 		})
 	}
+	runUsage(t, e)
 	t.Run("ContextCanceled", func(t *testing.T) {
 		s := e.Open(t)
 		cctx, cancel := context.WithCancel(ctx)

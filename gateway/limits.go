@@ -1,0 +1,75 @@
+package gateway
+
+import (
+	"context"
+	"io"
+
+	"github.com/keepgate/keepgate/metering"
+)
+
+// The body-stream hooks of rate caps: a transfer whose Admitters set
+// Transfer.In or Transfer.Out (an access key's caps) has its request body
+// read, and its response body written, through the pacer. Reads and writes
+// are cut to the pacer's Max (a token bucket's burst) and each is paid
+// for: reads after they return (what actually came in), writes before
+// they go out.
+
+// pacedBody returns r paced by p (r itself when p is nil).
+func pacedBody(ctx context.Context, r io.Reader, p metering.Pacer) io.Reader {
+	if p == nil {
+		return r
+	}
+	return &pacedReader{ctx: ctx, r: r, p: p}
+}
+
+type pacedReader struct {
+	ctx context.Context
+	r   io.Reader
+	p   metering.Pacer
+}
+
+func (pr *pacedReader) Read(b []byte) (int, error) {
+	if m := pr.p.Max(); len(b) > m {
+		b = b[:m]
+	}
+	n, err := pr.r.Read(b)
+	if n > 0 {
+		if werr := pr.p.Wait(pr.ctx, n); werr != nil && err == nil {
+			err = werr
+		}
+	}
+	return n, err
+}
+
+// pacedOutput returns w paced by p (w itself when p is nil).
+func pacedOutput(ctx context.Context, w io.Writer, p metering.Pacer) io.Writer {
+	if p == nil {
+		return w
+	}
+	return &pacedWriter{ctx: ctx, w: w, p: p}
+}
+
+type pacedWriter struct {
+	ctx context.Context
+	w   io.Writer
+	p   metering.Pacer
+}
+
+func (pw *pacedWriter) Write(b []byte) (int, error) {
+	done := 0
+	for done < len(b) {
+		chunk := b[done:]
+		if m := pw.p.Max(); len(chunk) > m {
+			chunk = chunk[:m]
+		}
+		if err := pw.p.Wait(pw.ctx, len(chunk)); err != nil {
+			return done, err
+		}
+		n, err := pw.w.Write(chunk)
+		done += n
+		if err != nil {
+			return done, err
+		}
+	}
+	return done, nil
+}
