@@ -118,6 +118,10 @@ state:
 admin:
   listen: 127.0.0.1:$ADMIN_PORT
   token_file: $VAR/secrets/adminapi.token
+# arv-put / arv-get / arv-ls against this cluster alone (README "Arvados
+# clients without an Arvados API server").
+arvados_api:
+  enabled: true
 EOT
 "$BIN/keepproxy" -config "$VAR/keepproxy.yml" >> "$VAR/logs/keepproxy.log" 2>&1 &
 pids+=($!)
@@ -202,6 +206,9 @@ $BIN/keep get ${KEEPINSECURE}"\$M" "\$(mktemp -d)"
 # The same with the demo access key (curl -u ID:SECRET, or v2/ID/SECRET as the token):
 curl -sS ${CURLK}-u $KEY_ID:$KEY_SECRET -X PUT --data-binary @$ROOT/README.md "\$KEEP_PROXY/\$(md5sum < $ROOT/README.md | cut -c1-32)"
 KEEP_TOKEN=v2/$KEY_ID/$KEY_SECRET $BIN/keep put ${KEEPINSECURE}$ROOT/config
+
+# Arvados clients (arv-put, arv-get, the SDKs) with the access key as their token:
+#   ARVADOS_API_HOST=${URL#*://} ARVADOS_API_HOST_INSECURE=1 ARVADOS_API_TOKEN=v2/$KEY_ID/$KEY_SECRET arv-put file
 
 # Access keys over the admin API (never shown again: keep the secret you get):
 export KEEPGATE_ADMIN_URL=$ADMIN KEEPGATE_ADMIN_TOKEN_FILE=$VAR/secrets/adminapi.token
