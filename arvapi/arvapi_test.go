@@ -389,6 +389,7 @@ func TestBadInput(t *testing.T) {
 		{"manifest not a string", `{"manifest_text":3}`, 422, "manifest_text"},
 		{"bad trash_at", `{"trash_at":"tomorrow"}`, 422, "trash_at"},
 		{"foreign owner", `{"owner_uuid":"zzzzz-tpzed-aaaaaaaaaaaaaaa"}`, 422, "owner_uuid"},
+		{"NUL in the name", `{"name":"a\u0000b"}`, 422, "without NUL"},
 		{"oversized", mk(". " + locA + " " + strings.Repeat("0:3:f ", 60000) + "0:3:f\n"), 413, "over the limit"},
 	} {
 		code, v := e.call("POST", "/arvados/v1/collections", "tok-a", "application/json", tc.body)

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"unicode/utf8"
 	"time"
 
 	"github.com/keepgate/keepgate/blockstore"
@@ -249,6 +250,10 @@ func (s *Server) apply(c *Caller, col *state.Collection, a attrs, ch *checked, n
 		v, ok, err := a.str(f.name)
 		if err != nil {
 			return err
+		}
+		if ok && (strings.ContainsRune(v, 0) || !utf8.ValidString(v)) {
+			// Neither engine may be asked to store them (PostgreSQL cannot).
+			return unprocessable("%s: want UTF-8 text without NUL characters", f.name)
 		}
 		if ok {
 			*f.dst = v
