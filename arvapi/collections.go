@@ -7,8 +7,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"unicode/utf8"
 	"time"
+	"unicode/utf8"
 
 	"github.com/keepgate/keepgate/blockstore"
 	"github.com/keepgate/keepgate/internal/httpserver"
