@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"crypto/md5"
 	"hash"
 	"io"
 	"sync"
@@ -41,6 +40,7 @@ type Tee struct {
 	writing int       // WriteTo calls currently writing from a chunk
 	done    bool      // whole body published and verified
 	md5     hash.Hash // nil: no verification here
+	md5done func()    // gives the hash back (putHashes)
 	// sums are the chunk checksums of the body, computed in the MD5 pass
 	// (only when the tee verifies); final once done.
 	sums blockstore.ChunkHasher
@@ -54,7 +54,7 @@ func NewTee(h blockstore.Hash, size, window int64, verify bool) *Tee {
 	}
 	t := &Tee{hash: h, size: size, window: window, readers: map[*TeeReader]struct{}{}}
 	if verify {
-		t.md5 = md5.New()
+		t.md5, t.md5done = putHashes.get()
 	}
 	t.cond = sync.NewCond(&t.mu)
 	return t
@@ -220,6 +220,10 @@ func (t *Tee) Release() {
 	defer t.mu.Unlock()
 	for t.writing > 0 {
 		t.cond.Wait()
+	}
+	if t.md5done != nil {
+		t.md5done()
+		t.md5done = nil
 	}
 	for _, c := range t.chunks {
 		if c != nil {
