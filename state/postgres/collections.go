@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/keepgate/keepgate/state"
+	"github.com/keepgate/keepgate/state/internal/rows"
 )
 
 // Collections (state.CollectionStore), as the SQLite engine's but for
@@ -55,8 +56,8 @@ func collArgs(c state.Collection) []any {
 		props = "{}"
 	}
 	return []any{c.UUID, c.Storage, c.OwnerUUID, c.Name, c.Description, c.ManifestText, c.PortableDataHash, c.ReplicationDesired,
-		classes, props, c.FileCount, c.FileSizeTotal, nanos(c.CreatedAt), nanos(c.ModifiedAt), c.ModifiedByUserUUID,
-		nanos(c.TrashAt), nanos(c.DeleteAt), c.Version}
+		classes, props, c.FileCount, c.FileSizeTotal, rows.Nanos(c.CreatedAt), rows.Nanos(c.ModifiedAt), c.ModifiedByUserUUID,
+		rows.Nanos(c.TrashAt), rows.Nanos(c.DeleteAt), c.Version}
 }
 
 // checkText refuses text PostgreSQL cannot store (NUL characters, or
@@ -92,7 +93,7 @@ func scanColl(row pgx.Row) (state.Collection, error) {
 		c.StorageClassesDesired = []string{}
 	}
 	c.Properties = json.RawMessage(props)
-	c.CreatedAt, c.ModifiedAt, c.TrashAt, c.DeleteAt = fromNanos(created), fromNanos(modified), fromNanos(trash), fromNanos(del)
+	c.CreatedAt, c.ModifiedAt, c.TrashAt, c.DeleteAt = rows.FromNanos(created), rows.FromNanos(modified), rows.FromNanos(trash), rows.FromNanos(del)
 	return c, nil
 }
 
@@ -108,7 +109,7 @@ func (a *sqlArgs) add(v any) string {
 // live is the condition "not deleted at now, and (unless includeTrash)
 // not trashed at now".
 func (a *sqlArgs) live(now time.Time, includeTrash bool) string {
-	n := a.add(nanos(now))
+	n := a.add(rows.Nanos(now))
 	cond := "(delete_at = 0 OR delete_at > " + n + ")"
 	if !includeTrash {
 		cond += " AND (trash_at = 0 OR trash_at > " + n + ")"
@@ -303,7 +304,7 @@ func (a *sqlArgs) column(attr string, now time.Time) (string, state.AttrType, er
 		return "", 0, fmt.Errorf("collections cannot be filtered or ordered by %q", attr)
 	}
 	if attr == "is_trashed" {
-		return "(trash_at <> 0 AND trash_at <= " + a.add(nanos(now)) + ")", t, nil
+		return "(trash_at <> 0 AND trash_at <= " + a.add(rows.Nanos(now)) + ")", t, nil
 	}
 	return attr, t, nil
 }
@@ -414,7 +415,7 @@ func sqlValue(attr string, typ state.AttrType, v any) (any, error) {
 		}
 	case state.AttrTime:
 		if t, ok := v.(time.Time); ok {
-			return nanos(t), nil
+			return rows.Nanos(t), nil
 		}
 	case state.AttrInt:
 		if n, ok := v.(int64); ok {

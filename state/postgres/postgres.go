@@ -28,6 +28,7 @@ import (
 	"github.com/pressly/goose/v3/lock"
 
 	"github.com/keepgate/keepgate/state"
+	"github.com/keepgate/keepgate/state/internal/rows"
 )
 
 //go:embed migrations/*.sql
@@ -154,54 +155,19 @@ type dbError struct {
 func (e *dbError) Error() string { return e.msg }
 func (e *dbError) Unwrap() error { return e.err }
 
-const keyColumns = `id, uid, storage, scopes, description, created_at, expires_at, revoked_at, disabled, last_used_at,
-	secret_hash, prev_secret_hash, prev_secret_expires_at, rate_cap_kbps, rate_in_cap_kbps, max_concurrent, audit_events, version`
-
-func nanos(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
-func fromNanos(n int64) time.Time {
-	if n == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, n).UTC()
-}
-
-func keyArgs(k state.Key) []any {
-	return []any{k.ID, k.UID, k.Storage, strings.Join(k.Scopes, ","), k.Description, nanos(k.CreatedAt), nanos(k.ExpiresAt),
-		nanos(k.RevokedAt), k.Disabled, nanos(k.LastUsedAt), k.SecretHash, k.PrevSecretHash, nanos(k.PrevSecretExpiresAt),
-		k.RateCapKbps, k.RateInCapKbps, k.MaxConcurrent, k.AuditEvents, k.Version}
-}
-
 func scanKey(row pgx.Row) (state.Key, error) {
-	var k state.Key
-	var scopes string
-	var created, expires, revoked, used, prevExp int64
-	err := row.Scan(&k.ID, &k.UID, &k.Storage, &scopes, &k.Description, &created, &expires, &revoked, &k.Disabled, &used,
-		&k.SecretHash, &k.PrevSecretHash, &prevExp, &k.RateCapKbps, &k.RateInCapKbps, &k.MaxConcurrent, &k.AuditEvents, &k.Version)
+	k, err := rows.ScanKey(row.Scan)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return k, state.ErrNotFound
 	}
-	if err != nil {
-		return k, err
-	}
-	k.Scopes = []string{}
-	if scopes != "" {
-		k.Scopes = strings.Split(scopes, ",")
-	}
-	k.CreatedAt, k.ExpiresAt, k.RevokedAt, k.LastUsedAt, k.PrevSecretExpiresAt = fromNanos(created), fromNanos(expires), fromNanos(revoked), fromNanos(used), fromNanos(prevExp)
-	return k, nil
+	return k, err
 }
 
 // CreateKey implements state.Store.
 func (d *DB) CreateKey(ctx context.Context, k state.Key) error {
 	k.Version = 1
 	err := pgx.BeginFunc(ctx, d.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `INSERT INTO access_keys (`+keyColumns+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18)`, keyArgs(k)...); err != nil {
+		if _, err := tx.Exec(ctx, `INSERT INTO access_keys (`+rows.KeyColumns+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18)`, rows.KeyArgs(k)...); err != nil {
 			return err
 		}
 		_, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, channel, k.ID)
@@ -216,13 +182,13 @@ func (d *DB) CreateKey(ctx context.Context, k state.Key) error {
 
 // GetKey implements state.Store.
 func (d *DB) GetKey(ctx context.Context, id string) (state.Key, error) {
-	k, err := scanKey(d.pool.QueryRow(ctx, `SELECT `+keyColumns+` FROM access_keys WHERE id = $1`, id))
+	k, err := scanKey(d.pool.QueryRow(ctx, `SELECT `+rows.KeyColumns+` FROM access_keys WHERE id = $1`, id))
 	return k, d.wrap("get key", err)
 }
 
 // ListKeys implements state.Store.
 func (d *DB) ListKeys(ctx context.Context, storage string, includeRevoked bool) ([]state.Key, error) {
-	rows, err := d.pool.Query(ctx, `SELECT `+keyColumns+` FROM access_keys
+	rows, err := d.pool.Query(ctx, `SELECT `+rows.KeyColumns+` FROM access_keys
 		WHERE ($1 = '' OR storage = $1) AND ($2 OR revoked_at = 0) ORDER BY id`, storage, includeRevoked)
 	if err != nil {
 		return nil, d.wrap("list keys", err)
@@ -245,7 +211,7 @@ func (d *DB) UpdateKey(ctx context.Context, id string, f func(*state.Key) error)
 	var out state.Key
 	var fErr error
 	err := pgx.BeginFunc(ctx, d.pool, func(tx pgx.Tx) error {
-		k, err := scanKey(tx.QueryRow(ctx, `SELECT `+keyColumns+` FROM access_keys WHERE id = $1 FOR UPDATE`, id))
+		k, err := scanKey(tx.QueryRow(ctx, `SELECT `+rows.KeyColumns+` FROM access_keys WHERE id = $1 FOR UPDATE`, id))
 		if err != nil {
 			return err
 		}
@@ -256,7 +222,7 @@ func (d *DB) UpdateKey(ctx context.Context, id string, f func(*state.Key) error)
 			return err
 		}
 		k.ID, k.UID, k.CreatedAt, k.Version = before.ID, before.UID, before.CreatedAt, before.Version+1
-		a := keyArgs(k)
+		a := rows.KeyArgs(k)
 		if _, err := tx.Exec(ctx, `UPDATE access_keys SET storage=$1, scopes=$2, description=$3, expires_at=$4, revoked_at=$5, disabled=$6,
 			last_used_at=$7, secret_hash=$8, prev_secret_hash=$9, prev_secret_expires_at=$10, rate_cap_kbps=$11, rate_in_cap_kbps=$12,
 			max_concurrent=$13, audit_events=$14, version=$15 WHERE id=$16`,
@@ -286,7 +252,7 @@ func (d *DB) TouchKeys(ctx context.Context, used map[string]time.Time) error {
 	}
 	b := &pgx.Batch{}
 	for id, t := range used {
-		b.Queue(`UPDATE access_keys SET last_used_at = GREATEST(last_used_at, $1) WHERE id = $2`, nanos(t), id)
+		b.Queue(`UPDATE access_keys SET last_used_at = GREATEST(last_used_at, $1) WHERE id = $2`, rows.Nanos(t), id)
 	}
 	return d.wrap("touch keys", d.pool.SendBatch(ctx, b).Close())
 }

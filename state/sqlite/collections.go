@@ -13,6 +13,7 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/keepgate/keepgate/state"
+	"github.com/keepgate/keepgate/state/internal/rows"
 )
 
 var _ state.CollectionStore = (*DB)(nil)
@@ -28,8 +29,8 @@ func collArgs(c state.Collection) []any {
 		props = "{}"
 	}
 	return []any{c.UUID, c.Storage, c.OwnerUUID, c.Name, c.Description, c.ManifestText, c.PortableDataHash, c.ReplicationDesired,
-		string(classes), props, c.FileCount, c.FileSizeTotal, nanos(c.CreatedAt), nanos(c.ModifiedAt), c.ModifiedByUserUUID,
-		nanos(c.TrashAt), nanos(c.DeleteAt), c.Version}
+		string(classes), props, c.FileCount, c.FileSizeTotal, rows.Nanos(c.CreatedAt), rows.Nanos(c.ModifiedAt), c.ModifiedByUserUUID,
+		rows.Nanos(c.TrashAt), rows.Nanos(c.DeleteAt), c.Version}
 }
 
 func nonNil(s []string) []string {
@@ -52,7 +53,7 @@ func scanColl(s scanner) (state.Collection, error) {
 		return c, fmt.Errorf("collection %s: storage_classes_desired: %w", c.UUID, err)
 	}
 	c.Properties = json.RawMessage(props)
-	c.CreatedAt, c.ModifiedAt, c.TrashAt, c.DeleteAt = fromNanos(created), fromNanos(modified), fromNanos(trash), fromNanos(del)
+	c.CreatedAt, c.ModifiedAt, c.TrashAt, c.DeleteAt = rows.FromNanos(created), rows.FromNanos(modified), rows.FromNanos(trash), rows.FromNanos(del)
 	return c, nil
 }
 
@@ -292,7 +293,7 @@ func sqlValue(attr string, typ state.AttrType, v any) (any, error) {
 		}
 	case state.AttrTime:
 		if t, ok := v.(time.Time); ok {
-			return nanos(t), nil
+			return rows.Nanos(t), nil
 		}
 	case state.AttrInt:
 		if n, ok := v.(int64); ok {

@@ -18,7 +18,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -27,6 +26,7 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/keepgate/keepgate/state"
+	"github.com/keepgate/keepgate/state/internal/rows"
 )
 
 //go:embed migrations/*.sql
@@ -98,47 +98,9 @@ func (d *DB) Close() error {
 	return err
 }
 
-const keyColumns = `id, uid, storage, scopes, description, created_at, expires_at, revoked_at, disabled, last_used_at,
-	secret_hash, prev_secret_hash, prev_secret_expires_at, rate_cap_kbps, rate_in_cap_kbps, max_concurrent, audit_events, version`
-
-func nanos(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
-func fromNanos(n int64) time.Time {
-	if n == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, n).UTC()
-}
-
-func keyArgs(k state.Key) []any {
-	return []any{k.ID, k.UID, k.Storage, strings.Join(k.Scopes, ","), k.Description, nanos(k.CreatedAt), nanos(k.ExpiresAt),
-		nanos(k.RevokedAt), k.Disabled, nanos(k.LastUsedAt), k.SecretHash, k.PrevSecretHash, nanos(k.PrevSecretExpiresAt),
-		k.RateCapKbps, k.RateInCapKbps, k.MaxConcurrent, k.AuditEvents, k.Version}
-}
-
 type scanner interface{ Scan(...any) error }
 
-func scanKey(s scanner) (state.Key, error) {
-	var k state.Key
-	var scopes string
-	var created, expires, revoked, used, prevExp int64
-	err := s.Scan(&k.ID, &k.UID, &k.Storage, &scopes, &k.Description, &created, &expires, &revoked, &k.Disabled, &used,
-		&k.SecretHash, &k.PrevSecretHash, &prevExp, &k.RateCapKbps, &k.RateInCapKbps, &k.MaxConcurrent, &k.AuditEvents, &k.Version)
-	if err != nil {
-		return k, err
-	}
-	k.Scopes = []string{}
-	if scopes != "" {
-		k.Scopes = strings.Split(scopes, ",")
-	}
-	k.CreatedAt, k.ExpiresAt, k.RevokedAt, k.LastUsedAt, k.PrevSecretExpiresAt = fromNanos(created), fromNanos(expires), fromNanos(revoked), fromNanos(used), fromNanos(prevExp)
-	return k, nil
-}
+func scanKey(s scanner) (state.Key, error) { return rows.ScanKey(s.Scan) }
 
 func (d *DB) wrap(op string, err error) error {
 	if err == nil || errors.Is(err, state.ErrNotFound) || errors.Is(err, state.ErrExists) {
@@ -153,7 +115,7 @@ func (d *DB) wrap(op string, err error) error {
 // CreateKey implements state.Store.
 func (d *DB) CreateKey(ctx context.Context, k state.Key) error {
 	k.Version = 1
-	_, err := d.db.ExecContext(ctx, `INSERT INTO access_keys (`+keyColumns+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`, keyArgs(k)...)
+	_, err := d.db.ExecContext(ctx, `INSERT INTO access_keys (`+rows.KeyColumns+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`, rows.KeyArgs(k)...)
 	var se *sqlite.Error
 	if errors.As(err, &se) && (se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY || se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE) {
 		return state.ErrExists
@@ -163,7 +125,7 @@ func (d *DB) CreateKey(ctx context.Context, k state.Key) error {
 
 // GetKey implements state.Store.
 func (d *DB) GetKey(ctx context.Context, id string) (state.Key, error) {
-	k, err := scanKey(d.db.QueryRowContext(ctx, `SELECT `+keyColumns+` FROM access_keys WHERE id = ?`, id))
+	k, err := scanKey(d.db.QueryRowContext(ctx, `SELECT `+rows.KeyColumns+` FROM access_keys WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return k, state.ErrNotFound
 	}
@@ -172,7 +134,7 @@ func (d *DB) GetKey(ctx context.Context, id string) (state.Key, error) {
 
 // ListKeys implements state.Store.
 func (d *DB) ListKeys(ctx context.Context, storage string, includeRevoked bool) ([]state.Key, error) {
-	rows, err := d.db.QueryContext(ctx, `SELECT `+keyColumns+` FROM access_keys
+	rows, err := d.db.QueryContext(ctx, `SELECT `+rows.KeyColumns+` FROM access_keys
 		WHERE (? = '' OR storage = ?) AND (? OR revoked_at = 0) ORDER BY id`, storage, storage, includeRevoked)
 	if err != nil {
 		return nil, d.wrap("list keys", err)
@@ -196,7 +158,7 @@ func (d *DB) UpdateKey(ctx context.Context, id string, f func(*state.Key) error)
 		return state.Key{}, d.wrap("update key", err)
 	}
 	defer tx.Rollback()
-	k, err := scanKey(tx.QueryRowContext(ctx, `SELECT `+keyColumns+` FROM access_keys WHERE id = ?`, id))
+	k, err := scanKey(tx.QueryRowContext(ctx, `SELECT `+rows.KeyColumns+` FROM access_keys WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return k, state.ErrNotFound
 	}
@@ -208,7 +170,7 @@ func (d *DB) UpdateKey(ctx context.Context, id string, f func(*state.Key) error)
 		return before, err
 	}
 	k.ID, k.UID, k.CreatedAt, k.Version = before.ID, before.UID, before.CreatedAt, before.Version+1
-	args := keyArgs(k)
+	args := rows.KeyArgs(k)
 	_, err = tx.ExecContext(ctx, `UPDATE access_keys SET storage=?, scopes=?, description=?, expires_at=?, revoked_at=?, disabled=?,
 		last_used_at=?, secret_hash=?, prev_secret_hash=?, prev_secret_expires_at=?, rate_cap_kbps=?, rate_in_cap_kbps=?,
 		max_concurrent=?, audit_events=?, version=? WHERE id=?`, append(append(append([]any{}, args[2:5]...), args[6:]...), id)...)
@@ -229,7 +191,7 @@ func (d *DB) TouchKeys(ctx context.Context, used map[string]time.Time) error {
 	}
 	defer tx.Rollback()
 	for id, t := range used {
-		if _, err := tx.ExecContext(ctx, `UPDATE access_keys SET last_used_at = max(last_used_at, ?) WHERE id = ?`, nanos(t), id); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE access_keys SET last_used_at = max(last_used_at, ?) WHERE id = ?`, rows.Nanos(t), id); err != nil {
 			return d.wrap("touch keys", err)
 		}
 	}

@@ -1,0 +1,59 @@
+// Package rows is how the SQL state engines (state/sqlite, state/postgres)
+// lay an access key out in a row: one column list, one argument order, one
+// scan, one time encoding (Unix nanoseconds, 0 for "not set"). Both
+// engines use it, so their rows cannot drift apart.
+package rows
+
+import (
+	"strings"
+	"time"
+
+	"github.com/keepgate/keepgate/state"
+)
+
+// KeyColumns lists the access_keys columns in the order of KeyArgs and
+// ScanKey.
+const KeyColumns = `id, uid, storage, scopes, description, created_at, expires_at, revoked_at, disabled, last_used_at,
+	secret_hash, prev_secret_hash, prev_secret_expires_at, rate_cap_kbps, rate_in_cap_kbps, max_concurrent, audit_events, version`
+
+// Nanos encodes t (0 for the zero time).
+func Nanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// FromNanos decodes Nanos.
+func FromNanos(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
+
+// KeyArgs are k's values in KeyColumns order.
+func KeyArgs(k state.Key) []any {
+	return []any{k.ID, k.UID, k.Storage, strings.Join(k.Scopes, ","), k.Description, Nanos(k.CreatedAt), Nanos(k.ExpiresAt),
+		Nanos(k.RevokedAt), k.Disabled, Nanos(k.LastUsedAt), k.SecretHash, k.PrevSecretHash, Nanos(k.PrevSecretExpiresAt),
+		k.RateCapKbps, k.RateInCapKbps, k.MaxConcurrent, k.AuditEvents, k.Version}
+}
+
+// ScanKey reads a row of KeyColumns through scan (a Row's or Rows' Scan);
+// scan's error is returned as it is.
+func ScanKey(scan func(dest ...any) error) (state.Key, error) {
+	var k state.Key
+	var scopes string
+	var created, expires, revoked, used, prevExp int64
+	err := scan(&k.ID, &k.UID, &k.Storage, &scopes, &k.Description, &created, &expires, &revoked, &k.Disabled, &used,
+		&k.SecretHash, &k.PrevSecretHash, &prevExp, &k.RateCapKbps, &k.RateInCapKbps, &k.MaxConcurrent, &k.AuditEvents, &k.Version)
+	if err != nil {
+		return k, err
+	}
+	k.Scopes = []string{}
+	if scopes != "" {
+		k.Scopes = strings.Split(scopes, ",")
+	}
+	k.CreatedAt, k.ExpiresAt, k.RevokedAt, k.LastUsedAt, k.PrevSecretExpiresAt = FromNanos(created), FromNanos(expires), FromNanos(revoked), FromNanos(used), FromNanos(prevExp)
+	return k, nil
+}
