@@ -15,7 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/keepgate/keepgate/state"
-	"github.com/keepgate/keepgate/state/internal/rows"
+	"github.com/keepgate/keepgate/state/internal/sqlrow"
 )
 
 // Collections (state.CollectionStore), as the SQLite engine's but for
@@ -56,8 +56,8 @@ func collArgs(c state.Collection) []any {
 		props = "{}"
 	}
 	return []any{c.UUID, c.Storage, c.OwnerUUID, c.Name, c.Description, c.ManifestText, c.PortableDataHash, c.ReplicationDesired,
-		classes, props, c.FileCount, c.FileSizeTotal, rows.Nanos(c.CreatedAt), rows.Nanos(c.ModifiedAt), c.ModifiedByUserUUID,
-		rows.Nanos(c.TrashAt), rows.Nanos(c.DeleteAt), c.Version}
+		classes, props, c.FileCount, c.FileSizeTotal, sqlrow.Nanos(c.CreatedAt), sqlrow.Nanos(c.ModifiedAt), c.ModifiedByUserUUID,
+		sqlrow.Nanos(c.TrashAt), sqlrow.Nanos(c.DeleteAt), c.Version}
 }
 
 // checkText refuses text PostgreSQL cannot store (NUL characters, or
@@ -93,7 +93,7 @@ func scanColl(row pgx.Row) (state.Collection, error) {
 		c.StorageClassesDesired = []string{}
 	}
 	c.Properties = json.RawMessage(props)
-	c.CreatedAt, c.ModifiedAt, c.TrashAt, c.DeleteAt = rows.FromNanos(created), rows.FromNanos(modified), rows.FromNanos(trash), rows.FromNanos(del)
+	c.CreatedAt, c.ModifiedAt, c.TrashAt, c.DeleteAt = sqlrow.FromNanos(created), sqlrow.FromNanos(modified), sqlrow.FromNanos(trash), sqlrow.FromNanos(del)
 	return c, nil
 }
 
@@ -109,7 +109,7 @@ func (a *sqlArgs) add(v any) string {
 // live is the condition "not deleted at now, and (unless includeTrash)
 // not trashed at now".
 func (a *sqlArgs) live(now time.Time, includeTrash bool) string {
-	n := a.add(rows.Nanos(now))
+	n := a.add(sqlrow.Nanos(now))
 	cond := "(delete_at = 0 OR delete_at > " + n + ")"
 	if !includeTrash {
 		cond += " AND (trash_at = 0 OR trash_at > " + n + ")"
@@ -304,7 +304,7 @@ func (a *sqlArgs) column(attr string, now time.Time) (string, state.AttrType, er
 		return "", 0, fmt.Errorf("collections cannot be filtered or ordered by %q", attr)
 	}
 	if attr == "is_trashed" {
-		return "(trash_at <> 0 AND trash_at <= " + a.add(rows.Nanos(now)) + ")", t, nil
+		return "(trash_at <> 0 AND trash_at <= " + a.add(sqlrow.Nanos(now)) + ")", t, nil
 	}
 	return attr, t, nil
 }
@@ -317,7 +317,7 @@ func (a *sqlArgs) filter(f state.Filter, now time.Time) (string, error) {
 	}
 	vals := make([]any, len(f.Values))
 	for i, v := range f.Values {
-		if vals[i], err = sqlValue(f.Attr, typ, v); err != nil {
+		if vals[i], err = sqlrow.FilterValue(f.Attr, typ, v); err != nil {
 			return "", err
 		}
 	}
@@ -405,26 +405,4 @@ func nulCompare(col, op, prefix string, a *sqlArgs) string {
 		return col + " <= " + a.add(prefix)
 	}
 	return col + " > " + a.add(prefix)
-}
-
-func sqlValue(attr string, typ state.AttrType, v any) (any, error) {
-	switch typ {
-	case state.AttrString:
-		if s, ok := v.(string); ok {
-			return s, nil
-		}
-	case state.AttrTime:
-		if t, ok := v.(time.Time); ok {
-			return rows.Nanos(t), nil
-		}
-	case state.AttrInt:
-		if n, ok := v.(int64); ok {
-			return n, nil
-		}
-	case state.AttrBool:
-		if b, ok := v.(bool); ok {
-			return b, nil
-		}
-	}
-	return nil, fmt.Errorf("filter on %s: value %v has the wrong type", attr, v)
 }

@@ -28,7 +28,7 @@ import (
 	"github.com/pressly/goose/v3/lock"
 
 	"github.com/keepgate/keepgate/state"
-	"github.com/keepgate/keepgate/state/internal/rows"
+	"github.com/keepgate/keepgate/state/internal/sqlrow"
 )
 
 //go:embed migrations/*.sql
@@ -156,7 +156,7 @@ func (e *dbError) Error() string { return e.msg }
 func (e *dbError) Unwrap() error { return e.err }
 
 func scanKey(row pgx.Row) (state.Key, error) {
-	k, err := rows.ScanKey(row.Scan)
+	k, err := sqlrow.ScanKey(row.Scan)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return k, state.ErrNotFound
 	}
@@ -167,7 +167,7 @@ func scanKey(row pgx.Row) (state.Key, error) {
 func (d *DB) CreateKey(ctx context.Context, k state.Key) error {
 	k.Version = 1
 	err := pgx.BeginFunc(ctx, d.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `INSERT INTO access_keys (`+rows.KeyColumns+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18)`, rows.KeyArgs(k)...); err != nil {
+		if _, err := tx.Exec(ctx, `INSERT INTO access_keys (`+sqlrow.KeyColumns+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18)`, sqlrow.KeyArgs(k)...); err != nil {
 			return err
 		}
 		_, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, channel, k.ID)
@@ -182,13 +182,13 @@ func (d *DB) CreateKey(ctx context.Context, k state.Key) error {
 
 // GetKey implements state.Store.
 func (d *DB) GetKey(ctx context.Context, id string) (state.Key, error) {
-	k, err := scanKey(d.pool.QueryRow(ctx, `SELECT `+rows.KeyColumns+` FROM access_keys WHERE id = $1`, id))
+	k, err := scanKey(d.pool.QueryRow(ctx, `SELECT `+sqlrow.KeyColumns+` FROM access_keys WHERE id = $1`, id))
 	return k, d.wrap("get key", err)
 }
 
 // ListKeys implements state.Store.
 func (d *DB) ListKeys(ctx context.Context, storage string, includeRevoked bool) ([]state.Key, error) {
-	rows, err := d.pool.Query(ctx, `SELECT `+rows.KeyColumns+` FROM access_keys
+	rows, err := d.pool.Query(ctx, `SELECT `+sqlrow.KeyColumns+` FROM access_keys
 		WHERE ($1 = '' OR storage = $1) AND ($2 OR revoked_at = 0) ORDER BY id`, storage, includeRevoked)
 	if err != nil {
 		return nil, d.wrap("list keys", err)
@@ -211,7 +211,7 @@ func (d *DB) UpdateKey(ctx context.Context, id string, f func(*state.Key) error)
 	var out state.Key
 	var fErr error
 	err := pgx.BeginFunc(ctx, d.pool, func(tx pgx.Tx) error {
-		k, err := scanKey(tx.QueryRow(ctx, `SELECT `+rows.KeyColumns+` FROM access_keys WHERE id = $1 FOR UPDATE`, id))
+		k, err := scanKey(tx.QueryRow(ctx, `SELECT `+sqlrow.KeyColumns+` FROM access_keys WHERE id = $1 FOR UPDATE`, id))
 		if err != nil {
 			return err
 		}
@@ -222,7 +222,7 @@ func (d *DB) UpdateKey(ctx context.Context, id string, f func(*state.Key) error)
 			return err
 		}
 		k.ID, k.UID, k.CreatedAt, k.Version = before.ID, before.UID, before.CreatedAt, before.Version+1
-		a := rows.KeyArgs(k)
+		a := sqlrow.KeyArgs(k)
 		if _, err := tx.Exec(ctx, `UPDATE access_keys SET storage=$1, scopes=$2, description=$3, expires_at=$4, revoked_at=$5, disabled=$6,
 			last_used_at=$7, secret_hash=$8, prev_secret_hash=$9, prev_secret_expires_at=$10, rate_cap_kbps=$11, rate_in_cap_kbps=$12,
 			max_concurrent=$13, audit_events=$14, version=$15 WHERE id=$16`,
@@ -252,7 +252,7 @@ func (d *DB) TouchKeys(ctx context.Context, used map[string]time.Time) error {
 	}
 	b := &pgx.Batch{}
 	for id, t := range used {
-		b.Queue(`UPDATE access_keys SET last_used_at = GREATEST(last_used_at, $1) WHERE id = $2`, rows.Nanos(t), id)
+		b.Queue(`UPDATE access_keys SET last_used_at = GREATEST(last_used_at, $1) WHERE id = $2`, sqlrow.Nanos(t), id)
 	}
 	return d.wrap("touch keys", d.pool.SendBatch(ctx, b).Close())
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/keepgate/keepgate/state"
+	"github.com/keepgate/keepgate/state/internal/sqlrow"
 )
 
 // AddUsage implements state.UsageStore: in one transaction the flush's
@@ -66,13 +67,10 @@ func (d *DB) QueryUsage(ctx context.Context, f state.UsageFilter) ([]state.Usage
 	defer rows.Close()
 	out := []state.UsageRow{}
 	for rows.Next() {
-		var r state.UsageRow
-		var at int64
-		if err := rows.Scan(&at, &r.Storage, &r.AccessKey, &r.BytesIn, &r.BytesOut, &r.BlocksIn, &r.BlocksOut, &r.ReplicaBytesWritten,
-			&r.Requests, &r.Errors4xx, &r.Errors5xx); err != nil {
+		r, err := sqlrow.ScanUsage(rows.Scan)
+		if err != nil {
 			return nil, d.wrap("query usage", err)
 		}
-		r.Hour = time.Unix(at, 0).UTC()
 		out = append(out, r)
 	}
 	return out, d.wrap("query usage", rows.Err())

@@ -13,7 +13,7 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/keepgate/keepgate/state"
-	"github.com/keepgate/keepgate/state/internal/rows"
+	"github.com/keepgate/keepgate/state/internal/sqlrow"
 )
 
 var _ state.CollectionStore = (*DB)(nil)
@@ -29,8 +29,8 @@ func collArgs(c state.Collection) []any {
 		props = "{}"
 	}
 	return []any{c.UUID, c.Storage, c.OwnerUUID, c.Name, c.Description, c.ManifestText, c.PortableDataHash, c.ReplicationDesired,
-		string(classes), props, c.FileCount, c.FileSizeTotal, rows.Nanos(c.CreatedAt), rows.Nanos(c.ModifiedAt), c.ModifiedByUserUUID,
-		rows.Nanos(c.TrashAt), rows.Nanos(c.DeleteAt), c.Version}
+		string(classes), props, c.FileCount, c.FileSizeTotal, sqlrow.Nanos(c.CreatedAt), sqlrow.Nanos(c.ModifiedAt), c.ModifiedByUserUUID,
+		sqlrow.Nanos(c.TrashAt), sqlrow.Nanos(c.DeleteAt), c.Version}
 }
 
 func nonNil(s []string) []string {
@@ -53,7 +53,7 @@ func scanColl(s scanner) (state.Collection, error) {
 		return c, fmt.Errorf("collection %s: storage_classes_desired: %w", c.UUID, err)
 	}
 	c.Properties = json.RawMessage(props)
-	c.CreatedAt, c.ModifiedAt, c.TrashAt, c.DeleteAt = rows.FromNanos(created), rows.FromNanos(modified), rows.FromNanos(trash), rows.FromNanos(del)
+	c.CreatedAt, c.ModifiedAt, c.TrashAt, c.DeleteAt = sqlrow.FromNanos(created), sqlrow.FromNanos(modified), sqlrow.FromNanos(trash), sqlrow.FromNanos(del)
 	return c, nil
 }
 
@@ -234,7 +234,7 @@ func filterSQL(f state.Filter, now time.Time) (string, []any, error) {
 	}
 	vals := make([]any, len(f.Values))
 	for i, v := range f.Values {
-		if vals[i], err = sqlValue(f.Attr, typ, v); err != nil {
+		if vals[i], err = sqlrow.FilterValue(f.Attr, typ, v); err != nil {
 			return "", nil, err
 		}
 	}
@@ -283,28 +283,6 @@ func filterSQL(f state.Filter, now time.Time) (string, []any, error) {
 		return col + " != " + zero, nil, nil
 	}
 	return "", nil, fmt.Errorf("unsupported filter operator %q", f.Op)
-}
-
-func sqlValue(attr string, typ state.AttrType, v any) (any, error) {
-	switch typ {
-	case state.AttrString:
-		if s, ok := v.(string); ok {
-			return s, nil
-		}
-	case state.AttrTime:
-		if t, ok := v.(time.Time); ok {
-			return rows.Nanos(t), nil
-		}
-	case state.AttrInt:
-		if n, ok := v.(int64); ok {
-			return n, nil
-		}
-	case state.AttrBool:
-		if b, ok := v.(bool); ok {
-			return b, nil
-		}
-	}
-	return nil, fmt.Errorf("filter on %s: value %v has the wrong type", attr, v)
 }
 
 // likeToGlob turns a LIKE pattern (%, _, backslash escapes) into the

@@ -26,7 +26,7 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/keepgate/keepgate/state"
-	"github.com/keepgate/keepgate/state/internal/rows"
+	"github.com/keepgate/keepgate/state/internal/sqlrow"
 )
 
 //go:embed migrations/*.sql
@@ -100,7 +100,7 @@ func (d *DB) Close() error {
 
 type scanner interface{ Scan(...any) error }
 
-func scanKey(s scanner) (state.Key, error) { return rows.ScanKey(s.Scan) }
+func scanKey(s scanner) (state.Key, error) { return sqlrow.ScanKey(s.Scan) }
 
 func (d *DB) wrap(op string, err error) error {
 	if err == nil || errors.Is(err, state.ErrNotFound) || errors.Is(err, state.ErrExists) {
@@ -115,7 +115,7 @@ func (d *DB) wrap(op string, err error) error {
 // CreateKey implements state.Store.
 func (d *DB) CreateKey(ctx context.Context, k state.Key) error {
 	k.Version = 1
-	_, err := d.db.ExecContext(ctx, `INSERT INTO access_keys (`+rows.KeyColumns+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`, rows.KeyArgs(k)...)
+	_, err := d.db.ExecContext(ctx, `INSERT INTO access_keys (`+sqlrow.KeyColumns+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`, sqlrow.KeyArgs(k)...)
 	var se *sqlite.Error
 	if errors.As(err, &se) && (se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY || se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE) {
 		return state.ErrExists
@@ -125,7 +125,7 @@ func (d *DB) CreateKey(ctx context.Context, k state.Key) error {
 
 // GetKey implements state.Store.
 func (d *DB) GetKey(ctx context.Context, id string) (state.Key, error) {
-	k, err := scanKey(d.db.QueryRowContext(ctx, `SELECT `+rows.KeyColumns+` FROM access_keys WHERE id = ?`, id))
+	k, err := scanKey(d.db.QueryRowContext(ctx, `SELECT `+sqlrow.KeyColumns+` FROM access_keys WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return k, state.ErrNotFound
 	}
@@ -134,7 +134,7 @@ func (d *DB) GetKey(ctx context.Context, id string) (state.Key, error) {
 
 // ListKeys implements state.Store.
 func (d *DB) ListKeys(ctx context.Context, storage string, includeRevoked bool) ([]state.Key, error) {
-	rows, err := d.db.QueryContext(ctx, `SELECT `+rows.KeyColumns+` FROM access_keys
+	rows, err := d.db.QueryContext(ctx, `SELECT `+sqlrow.KeyColumns+` FROM access_keys
 		WHERE (? = '' OR storage = ?) AND (? OR revoked_at = 0) ORDER BY id`, storage, storage, includeRevoked)
 	if err != nil {
 		return nil, d.wrap("list keys", err)
@@ -158,7 +158,7 @@ func (d *DB) UpdateKey(ctx context.Context, id string, f func(*state.Key) error)
 		return state.Key{}, d.wrap("update key", err)
 	}
 	defer tx.Rollback()
-	k, err := scanKey(tx.QueryRowContext(ctx, `SELECT `+rows.KeyColumns+` FROM access_keys WHERE id = ?`, id))
+	k, err := scanKey(tx.QueryRowContext(ctx, `SELECT `+sqlrow.KeyColumns+` FROM access_keys WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return k, state.ErrNotFound
 	}
@@ -170,7 +170,7 @@ func (d *DB) UpdateKey(ctx context.Context, id string, f func(*state.Key) error)
 		return before, err
 	}
 	k.ID, k.UID, k.CreatedAt, k.Version = before.ID, before.UID, before.CreatedAt, before.Version+1
-	args := rows.KeyArgs(k)
+	args := sqlrow.KeyArgs(k)
 	_, err = tx.ExecContext(ctx, `UPDATE access_keys SET storage=?, scopes=?, description=?, expires_at=?, revoked_at=?, disabled=?,
 		last_used_at=?, secret_hash=?, prev_secret_hash=?, prev_secret_expires_at=?, rate_cap_kbps=?, rate_in_cap_kbps=?,
 		max_concurrent=?, audit_events=?, version=? WHERE id=?`, append(append(append([]any{}, args[2:5]...), args[6:]...), id)...)
@@ -191,7 +191,7 @@ func (d *DB) TouchKeys(ctx context.Context, used map[string]time.Time) error {
 	}
 	defer tx.Rollback()
 	for id, t := range used {
-		if _, err := tx.ExecContext(ctx, `UPDATE access_keys SET last_used_at = max(last_used_at, ?) WHERE id = ?`, rows.Nanos(t), id); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE access_keys SET last_used_at = max(last_used_at, ?) WHERE id = ?`, sqlrow.Nanos(t), id); err != nil {
 			return d.wrap("touch keys", err)
 		}
 	}

@@ -1,10 +1,11 @@
-// Package rows is how the SQL state engines (state/sqlite, state/postgres)
+// Package sqlrow is how the SQL state engines (state/sqlite, state/postgres)
 // lay an access key out in a row: one column list, one argument order, one
 // scan, one time encoding (Unix nanoseconds, 0 for "not set"). Both
 // engines use it, so their rows cannot drift apart.
-package rows
+package sqlrow
 
 import (
+	"fmt"
 	"strings"
 	"time"
 
@@ -56,4 +57,39 @@ func ScanKey(scan func(dest ...any) error) (state.Key, error) {
 	}
 	k.CreatedAt, k.ExpiresAt, k.RevokedAt, k.LastUsedAt, k.PrevSecretExpiresAt = FromNanos(created), FromNanos(expires), FromNanos(revoked), FromNanos(used), FromNanos(prevExp)
 	return k, nil
+}
+
+// FilterValue is v as a query argument for a filter on attr of type typ
+// (times as Nanos); a value of another type is an error naming attr.
+func FilterValue(attr string, typ state.AttrType, v any) (any, error) {
+	switch typ {
+	case state.AttrString:
+		if s, ok := v.(string); ok {
+			return s, nil
+		}
+	case state.AttrTime:
+		if t, ok := v.(time.Time); ok {
+			return Nanos(t), nil
+		}
+	case state.AttrInt:
+		if n, ok := v.(int64); ok {
+			return n, nil
+		}
+	case state.AttrBool:
+		if b, ok := v.(bool); ok {
+			return b, nil
+		}
+	}
+	return nil, fmt.Errorf("filter on %s: value %v has the wrong type", attr, v)
+}
+
+// ScanUsage reads a usage row (hour start in Unix seconds, storage, key,
+// then the counters in state.UsageRow order) through scan.
+func ScanUsage(scan func(dest ...any) error) (state.UsageRow, error) {
+	var r state.UsageRow
+	var at int64
+	err := scan(&at, &r.Storage, &r.AccessKey, &r.BytesIn, &r.BytesOut, &r.BlocksIn, &r.BlocksOut, &r.ReplicaBytesWritten,
+		&r.Requests, &r.Errors4xx, &r.Errors5xx)
+	r.Hour = time.Unix(at, 0).UTC()
+	return r, err
 }
