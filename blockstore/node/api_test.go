@@ -197,7 +197,7 @@ func TestPutBodyFailures(t *testing.T) {
 }
 
 // rawPut sends a PUT over a raw connection: Content-Length size, then
-// body, then it half-closes. extra is added to the headers.
+// body (half-closing after a short one). extra is added to the headers.
 func rawPut(t *testing.T, addr, hash string, size int64, body []byte, extra string) (int, string) {
 	t.Helper()
 	conn, err := net.Dial("tcp", addr)
@@ -208,7 +208,11 @@ func rawPut(t *testing.T, addr, hash string, size int64, body []byte, extra stri
 	conn.SetDeadline(time.Now().Add(20 * time.Second))
 	fmt.Fprintf(conn, "PUT /%s HTTP/1.1\r\nHost: keep\r\nContent-Length: %d\r\n%s\r\n", hash, size, extra)
 	conn.Write(body)
-	conn.(*net.TCPConn).CloseWrite()
+	if int64(len(body)) < size {
+		// Only a short body is ended early (a half-close after a whole
+		// body reads, to Go's server, as a client gone away mid-commit).
+		conn.(*net.TCPConn).CloseWrite()
+	}
 	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {
 		t.Fatalf("reading response: %v", err)
