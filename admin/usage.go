@@ -12,8 +12,9 @@ import (
 	"github.com/keepgate/keepgate/state"
 )
 
-// usageJSON is one row of GET /usage (README "Usage reports").
-type usageJSON struct {
+// UsageRow is one row of GET /usage (README "Usage reports"), as the API
+// sends it and the keepgate CLI reads it.
+type UsageRow struct {
 	Storage             string `json:"storage"`
 	AccessKey           string `json:"access_key"`
 	Hour                string `json:"hour"`
@@ -124,9 +125,9 @@ func (a *API) usage(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, "usage query", err)
 		return
 	}
-	out := make([]usageJSON, 0, len(rows))
+	out := make([]UsageRow, 0, len(rows))
 	for _, u := range rows {
-		out = append(out, usageJSON{Storage: u.Storage, AccessKey: u.AccessKey, Hour: u.Hour.UTC().Format(time.RFC3339), BytesIn: u.BytesIn,
+		out = append(out, UsageRow{Storage: u.Storage, AccessKey: u.AccessKey, Hour: u.Hour.UTC().Format(time.RFC3339), BytesIn: u.BytesIn,
 			BytesOut: u.BytesOut, BlocksIn: u.BlocksIn, BlocksOut: u.BlocksOut, ReplicaBytesWritten: u.ReplicaBytesWritten,
 			Requests: u.Requests, Errors4xx: u.Errors4xx, Errors5xx: u.Errors5xx})
 	}

@@ -39,7 +39,7 @@ func TestUsage(t *testing.T) {
 		row("lab-a", "tenant-a", h.Add(-30*time.Hour), 100)})
 	db.AddUsage(context.Background(), state.Flush{Proxy: "p2", Instance: "y", Seq: 1}, []state.UsageRow{row("lab-a", "tenant-a", h, 1)})
 
-	var rows []usageJSON
+	var rows []UsageRow
 	code, body, _ := f.do(t, "GET", "/usage", "")
 	if json.Unmarshal([]byte(body), &rows); code != 200 || len(rows) != 3 || rows[1].AccessKey != "lab-a" || rows[1].BytesIn != 11 || rows[1].Hour != "2026-12-02T12:00:00Z" || rows[2].AccessKey != "rw" {
 		t.Fatalf("default range (24 h): %d %s", code, body)

@@ -5,26 +5,13 @@ import (
 	"net/http"
 	"net/url"
 	"text/tabwriter"
+
+	"github.com/keepgate/keepgate/admin"
 )
 
 const usageHelp = `keepgate usage [--storage NAME] [--key ID] [--from DATE] [--to DATE] [--granularity hour|day] [--csv]
 DATE: 2026-12-01 (UTC) or RFC 3339; the default range is the last 24 hours.
 `
-
-// usageRow is one row of GET /usage.
-type usageRow struct {
-	Storage             string `json:"storage"`
-	AccessKey           string `json:"access_key"`
-	Hour                string `json:"hour"`
-	BytesIn             int64  `json:"bytes_in"`
-	BytesOut            int64  `json:"bytes_out"`
-	BlocksIn            int64  `json:"blocks_in"`
-	BlocksOut           int64  `json:"blocks_out"`
-	ReplicaBytesWritten int64  `json:"replica_bytes_written"`
-	Requests            int64  `json:"requests"`
-	Errors4xx           int64  `json:"errors_4xx"`
-	Errors5xx           int64  `json:"errors_5xx"`
-}
 
 // usage prints GET /usage: a table, the API's JSON (--json) or its CSV
 // (--csv).
@@ -56,7 +43,7 @@ func (c *client) usage(args []string) error {
 		raw, err := c.callAccept("GET", path, "text/csv", http.StatusOK)
 		return c.printRaw(raw, err)
 	}
-	var rows []usageRow
+	var rows []admin.UsageRow
 	raw, err := c.call("GET", path, nil, http.StatusOK, &rows)
 	if err != nil || c.json {
 		return c.printRaw(raw, err)
