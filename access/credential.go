@@ -1,9 +1,13 @@
-// Package access holds what access keys are made of: their ids and
-// secrets, how a secret is kept (a keyed hash, never the secret), and how
-// a credential is read from a request — `Bearer|OAuth2 v2/<id>/<secret>`
-// (so an access key works as an Arvados API token) or `Basic
-// base64(id:secret)` (what `curl -u id:secret` sends), both normalised to
-// the same token before anything else looks at it.
+// Package access decides who a caller is. It holds what access keys are
+// made of: their ids and secrets, how a secret is kept (a keyed hash,
+// never the secret), and how a credential is read from a request —
+// `Bearer|OAuth2 v2/<id>/<secret>` (so an access key works as an Arvados
+// API token) or `Basic base64(id:secret)` (what `curl -u id:secret`
+// sends), both normalised to the same token before anything else looks at
+// it. And it resolves a token to an Identity (the principal, with its
+// scopes and storage) through Authenticators: AccessKeys over the shared
+// state, a TokenFile, RemoteAuth against an Arvados API server, a TTL
+// Cache in front, and a Chain of them in which a FinalRefusal is final.
 package access
 
 import (

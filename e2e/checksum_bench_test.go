@@ -11,11 +11,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keepgate/keepgate/access"
 	"github.com/keepgate/keepgate/blockstore"
 	"github.com/keepgate/keepgate/blockstore/dirvolume"
 	"github.com/keepgate/keepgate/blockstore/node"
+	"github.com/keepgate/keepgate/blockstore/node/nodehttp"
 	"github.com/keepgate/keepgate/blockstore/volumetest"
 	"github.com/keepgate/keepgate/gateway"
+	gatewayapi "github.com/keepgate/keepgate/gateway/api"
+	"github.com/keepgate/keepgate/placement"
 )
 
 // BenchmarkChecksumDataPath runs keepproxy's gateway and three keepstore
@@ -29,7 +33,7 @@ func BenchmarkChecksumDataPath(b *testing.B) {
 	const writeToken = "bench-write-token-0123456789"
 	const userToken = "bench-user-token-0123456789"
 	key := []byte("benchsigningkey0123456789abcdefghijklmnopqrstuvwxyz")
-	var svcs []gateway.Service
+	var svcs []placement.Service
 	var stores []string
 	for i := 0; i < 3; i++ {
 		vol, err := dirvolume.New(dirvolume.Config{Root: b.TempDir(), Reserve: -1})
@@ -42,12 +46,12 @@ func BenchmarkChecksumDataPath(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		srv := httptest.NewServer(n.HandlerWith(node.HTTPOptions{WriteToken: writeToken}))
+		srv := httptest.NewServer(nodehttp.New(n, nodehttp.Options{WriteToken: writeToken}))
 		b.Cleanup(srv.Close)
-		svcs = append(svcs, gateway.Service{UUID: fmt.Sprintf("zzzzz-bi6l4-%015d", i), URL: srv.URL})
+		svcs = append(svcs, placement.Service{UUID: fmt.Sprintf("zzzzz-bi6l4-%015d", i), URL: srv.URL})
 		stores = append(stores, srv.URL)
 	}
-	g, err := gateway.New(gateway.Options{Services: svcs, Auth: benchAuth{userToken}, StoreWriteToken: writeToken, BlobSigningKey: key})
+	g, err := gatewayapi.New(gatewayapi.Options{Options: gateway.Options{Services: svcs, StoreWriteToken: writeToken, BlobSigningKey: key}, Auth: benchAuth{userToken}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -114,9 +118,9 @@ func BenchmarkChecksumDataPath(b *testing.B) {
 
 type benchAuth struct{ token string }
 
-func (a benchAuth) Authenticate(_ context.Context, tok string) (*gateway.Identity, error) {
+func (a benchAuth) Authenticate(_ context.Context, tok string) (*access.Identity, error) {
 	if tok != a.token {
-		return nil, gateway.ErrBadToken
+		return nil, access.ErrBadToken
 	}
-	return &gateway.Identity{Name: "bench", Scopes: []gateway.Scope{gateway.ScopeRead, gateway.ScopeWrite}}, nil
+	return &access.Identity{Name: "bench", Scopes: []access.Scope{access.ScopeRead, access.ScopeWrite}}, nil
 }

@@ -4,25 +4,30 @@ import (
 	"bytes"
 	"context"
 	"crypto/md5"
-	"fmt"
 	"io"
-	"net/http"
-	"time"
 
+	"github.com/keepgate/keepgate/access"
 	"github.com/keepgate/keepgate/blockstore"
 )
 
 // principalKey names whose share a request is paid from.
-func principalKey(id *Identity) string {
+func principalKey(id *access.Identity) string {
 	if id == nil {
 		return ""
 	}
 	return id.Source + "/" + id.Name
 }
 
-// admitRead takes one store request slot and (for GET) the copy buffer
-// from the caller's shares; the returned func gives them back.
-func (g *Gateway) admitRead(ctx context.Context, id *Identity, head bool) (func(), error) {
+// CopyBufSize is the copy buffer of one GET: AdmitRead charges it to the
+// caller's share, and the HTTP layer copies a block to its client through
+// a buffer of this size.
+const CopyBufSize = 256 << 10
+
+// AdmitRead takes one store request slot and (for GET, head false) the
+// copy buffer from id's shares, before a store is asked: KindOverloaded
+// (503) when id's share or the whole is taken. The returned func gives
+// them back (call it once the response is written).
+func (g *Gateway) AdmitRead(ctx context.Context, id *access.Identity, head bool) (func(), error) {
 	who := principalKey(id)
 	if err := g.slots.Acquire(ctx, who, 1); err != nil {
 		return nil, err
@@ -30,20 +35,30 @@ func (g *Gateway) admitRead(ctx context.Context, id *Identity, head bool) (func(
 	if head {
 		return func() { g.slots.Release(who, 1) }, nil
 	}
-	if err := g.budget.Acquire(ctx, who, copyBufSize); err != nil {
+	if err := g.budget.Acquire(ctx, who, CopyBufSize); err != nil {
 		g.slots.Release(who, 1)
 		return nil, err
 	}
-	return func() { g.budget.Release(who, copyBufSize); g.slots.Release(who, 1) }, nil
+	return func() { g.budget.Release(who, CopyBufSize); g.slots.Release(who, 1) }, nil
 }
 
 // postPiece is the unit in which a POST body is buffered and paid for.
 const postPiece = 1 << 20
 
-// postBody is a buffered POST body: pieces taken from the budget one at a
+// Reserve takes n bytes of id's share of the memory budget (KindOverloaded
+// when they are not to be had); the returned func gives them back.
+func (g *Gateway) Reserve(ctx context.Context, id *access.Identity, n int64) (func(), error) {
+	who := principalKey(id)
+	if err := g.budget.Acquire(ctx, who, n); err != nil {
+		return nil, err
+	}
+	return func() { g.budget.Release(who, n) }, nil
+}
+
+// PostBody is a buffered POST body: pieces taken from the budget one at a
 // time, as their bytes arrive, so a client that declares 64 MiB and sends
 // slowly holds only what it has sent.
-type postBody struct {
+type PostBody struct {
 	g      *Gateway
 	who    string
 	pieces [][]byte
@@ -51,20 +66,23 @@ type postBody struct {
 	hash   blockstore.Hash
 }
 
-// readPost reads exactly size bytes of body.
-func (g *Gateway) readPost(ctx context.Context, id *Identity, body io.Reader, size int64) (*postBody, error) {
-	pb := &postBody{g: g, who: principalKey(id)}
+// ReadPost buffers exactly size bytes of body, paid from id's share, and
+// hashes them: a body that ends early is KindLengthMismatch (a timeout
+// keeps its KindTimeout), a share that is taken KindOverloaded. Release
+// the result once the block is stored.
+func (g *Gateway) ReadPost(ctx context.Context, id *access.Identity, body io.Reader, size int64) (*PostBody, error) {
+	pb := &PostBody{g: g, who: principalKey(id)}
 	sum := md5.New()
 	for left := size; left > 0; {
 		n := min(left, postPiece)
 		if err := g.budget.Acquire(ctx, pb.who, n); err != nil {
-			pb.release()
+			pb.Release()
 			return nil, err
 		}
 		pb.held += n
 		p := make([]byte, n)
 		if _, err := io.ReadFull(body, p); err != nil {
-			pb.release()
+			pb.Release()
 			if blockstore.Is(err, blockstore.KindTimeout) {
 				return nil, err
 			}
@@ -78,8 +96,11 @@ func (g *Gateway) readPost(ctx context.Context, id *Identity, body io.Reader, si
 	return pb, nil
 }
 
-// reader returns the buffered body.
-func (pb *postBody) reader() io.Reader {
+// Hash is the MD5 of the body.
+func (pb *PostBody) Hash() blockstore.Hash { return pb.hash }
+
+// Reader returns the buffered body.
+func (pb *PostBody) Reader() io.Reader {
 	rs := make([]io.Reader, len(pb.pieces))
 	for i, p := range pb.pieces {
 		rs[i] = bytes.NewReader(p)
@@ -87,59 +108,11 @@ func (pb *postBody) reader() io.Reader {
 	return io.MultiReader(rs...)
 }
 
-func (pb *postBody) release() {
+// Release gives the buffers back to the budget.
+func (pb *PostBody) Release() {
 	if pb.held > 0 {
 		pb.g.budget.Release(pb.who, pb.held)
 		pb.held = 0
 	}
 	pb.pieces = nil
 }
-
-// minRateReader cuts off an upload that, after a grace period, averages
-// fewer than min bytes per second (KindTimeout, 408): a client dripping a
-// byte every few seconds cannot hold its buffers for ever.
-type minRateReader struct {
-	r     io.Reader
-	min   int64
-	grace time.Duration
-	start time.Time
-	n     int64
-}
-
-func newMinRateReader(r io.Reader, min int64, grace time.Duration) *minRateReader {
-	return &minRateReader{r: r, min: min, grace: grace, start: time.Now()}
-}
-
-func (m *minRateReader) Read(p []byte) (int, error) {
-	if el := time.Since(m.start); el > m.grace && float64(m.n) < float64(m.min)*el.Seconds() {
-		return 0, blockstore.Errorf(blockstore.KindTimeout, "request body too slow: %d bytes in %s, below the minimum of %d bytes/s", m.n, el.Round(time.Second), m.min)
-	}
-	n, err := m.r.Read(p)
-	m.n += int64(n)
-	return n, err
-}
-
-// progressWriter moves the connection's write deadline to now+idle before
-// every write: a client that keeps reading, however slowly, is served to
-// the end; one that stops reading for idle is cut off and frees its share.
-type progressWriter struct {
-	w    io.Writer
-	rc   *http.ResponseController
-	idle time.Duration
-}
-
-func newProgressWriter(w http.ResponseWriter, idle time.Duration) *progressWriter {
-	return &progressWriter{w: w, rc: http.NewResponseController(w), idle: idle}
-}
-
-func (p *progressWriter) Write(b []byte) (int, error) {
-	_ = p.rc.SetWriteDeadline(time.Now().Add(p.idle))
-	n, err := p.w.Write(b)
-	if err != nil {
-		err = fmt.Errorf("client stopped reading (no progress for %s): %w", p.idle, err)
-	}
-	return n, err
-}
-
-// clear removes the deadline once the body is sent.
-func (p *progressWriter) clear() { _ = p.rc.SetWriteDeadline(time.Time{}) }

@@ -10,16 +10,18 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keepgate/keepgate/access"
 	"github.com/keepgate/keepgate/blockstore"
 	"github.com/keepgate/keepgate/blockstore/keepwire"
 	"github.com/keepgate/keepgate/internal/httpserver"
+	"github.com/keepgate/keepgate/placement"
 )
 
 // GetRequest is one block read through the gateway.
 type GetRequest struct {
 	Locator  blockstore.Locator
 	Token    string
-	Identity *Identity
+	Identity *access.Identity
 	Host     string
 	Head     bool
 	// Range: From ≥ 0 with To < 0 means to the end. Zero Range = whole block.
@@ -42,7 +44,7 @@ type Block struct {
 	req     GetRequest
 	reqID   string
 	ctx     context.Context
-	order   []Service
+	order   []placement.Service
 	cur     int // index in order of the current store
 	resp    *http.Response
 	body    io.Reader // resp.Body limited to what is still wanted
@@ -63,7 +65,7 @@ type Block struct {
 // store answered 404; 502 when temporary failures remain after retries;
 // 422 for other refusals (bad or expired signature, per the protocol).
 func (g *Gateway) Open(ctx context.Context, req GetRequest) (*Block, error) {
-	b := &Block{g: g, req: req, reqID: httpserver.RequestIDFrom(ctx), ctx: ctx, order: g.router.Route(ctx, RouteRequest{Hash: req.Locator.Hash, Host: req.Host, Identity: req.Identity}), tried: map[int]bool{}}
+	b := &Block{g: g, req: req, reqID: httpserver.RequestIDFrom(ctx), ctx: ctx, order: g.router.Route(ctx, placement.RouteRequest{Hash: req.Locator.Hash, Host: req.Host, Identity: req.Identity}), tried: map[int]bool{}}
 	if len(b.order) == 0 {
 		return nil, blockstore.Errorf(blockstore.KindBadGateway, "no keep stores are configured")
 	}
@@ -107,7 +109,7 @@ func (b *Block) openFirst() error {
 				// store would say the same, so answer 416 at once.
 				var re *RangeError
 				if blockstore.Is(err, blockstore.KindBadRange) && !errors.As(err, &re) && b.req.Locator.HasSize() {
-					return unsatisfiable(b.req.Locator.Size) // a store's own 416
+					return Unsatisfiable(b.req.Locator.Size) // a store's own 416
 				}
 				return err
 			}
@@ -199,7 +201,7 @@ func (b *Block) openAt(i int) error {
 			}
 			if r.From >= size || to < r.From {
 				resp.Body.Close()
-				return unsatisfiable(size)
+				return Unsatisfiable(size)
 			}
 			b.Offset, b.Length, b.Partial = r.From, to-r.From+1, true
 		}
@@ -363,7 +365,9 @@ type RangeError struct{ Size int64 }
 
 func (e *RangeError) Error() string { return "block is " + strconv.FormatInt(e.Size, 10) + " bytes" }
 
-func unsatisfiable(size int64) error {
+// Unsatisfiable is the KindBadRange answer to a Range outside a block of
+// size bytes; its cause is a *RangeError.
+func Unsatisfiable(size int64) error {
 	return &blockstore.Error{Op: "gateway.Open", Kind: blockstore.KindBadRange,
 		Msg: "requested range not satisfiable: the block is " + strconv.FormatInt(size, 10) + " bytes", Err: &RangeError{Size: size}}
 }

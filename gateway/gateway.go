@@ -1,40 +1,37 @@
-// Package gateway is keepproxy: the internet-facing Keep gateway. It
-// authenticates API tokens (Authenticator: token file, remote Arvados API,
-// a TTL cache in front), answers CORS preflights before auth, and streams
-// block PUTs to several keepstores at once (Put, through a windowed Tee)
-// and GETs from the first store that has the block, failing over mid-body
-// with Range requests (Open/Block).
+// Package gateway is keepproxy's data plane: it streams a block PUT to
+// several keepstores at once (Put, through a windowed Tee that hashes MD5
+// once and computes the chunk checksums) and reads a GET from the first
+// store that has the block, failing over mid-body with Range requests
+// (Open, Block). It holds the stores' HTTP client (plain, unix-socket and
+// upstream-gateway stores; the one classifier of a store's answer), the
+// byte-weighted Budget every buffer is paid from, a principal's share of
+// it, and the signatures of the locators it hands out. Which stores a
+// block goes to is a placement.Router's decision; who the caller is, is
+// access's; the HTTP side (routes, rules, CORS, metering, limits) is
+// package gatewayapi (gateway/api), which calls the methods documented as
+// its contract here.
 //
 // Design notes: the only per-request buffer is the Tee window (default
-// 4 MiB + one chunk), taken from a byte-weighted Budget; POST / without a
-// hash buffers the body, also from the Budget. Routing (which stores a
-// block goes to) is a Router (default: the rendezvous order of
-// KEEP-PROTOCOL §8.1 over the configured or discovered stores), so storage
-// pools and host-based rules can replace it; authentication is an
-// Authenticator and usage accounting an Accountant.
+// 4 MiB + one chunk), taken from the Budget; a POST without a hash
+// buffers the body (ReadPost), also from the Budget.
 package gateway
 
 import (
-	"context"
 	"log/slog"
 	"net/http"
-	"net/netip"
 	"os"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/keepgate/keepgate/blockstore"
-	"github.com/keepgate/keepgate/metering"
+	"github.com/keepgate/keepgate/placement"
 )
 
 // Options configure a Gateway.
 type Options struct {
-	Services        []Service
-	DefaultReplicas int           // when the client sends no X-Keep-Desired-Replicas (default 2)
-	Auth            Authenticator // required
-	StoreAdminToken string        // sent to stores for /index (admin callers only); empty: forward the caller's token
+	Services        []placement.Service
+	StoreAdminToken string // sent to stores for /index (admin callers only); empty: forward the caller's token
 	// StoreWriteToken, if set, is sent to the stores on PUT instead of the
 	// caller's token (keepstores with write_token_file accept writes only
 	// with it). The stores then sign for it, so the gateway re-signs the
@@ -52,61 +49,35 @@ type Options struct {
 	// (default 256); ClientStoreSlots is one principal's share (default a
 	// quarter), so clients that never read their bodies cannot take them all.
 	StoreSlots, ClientStoreSlots int
-	// MinBodyRate: after BodyGrace, an upload averaging fewer bytes per
-	// second than this is cut off with 408 (default 16 KiB/s after 30s;
-	// a 64 MiB block then has over an hour). It frees what a dripping
-	// client holds; the share is what protects everyone else meanwhile.
-	MinBodyRate     int64
-	BodyGrace       time.Duration
-	BodyIdleTimeout time.Duration // a client body stalled this long is cut off (default 60s)
-	UpstreamIdle    time.Duration // a store that stops reading this long is dropped (default 60s)
+	UpstreamIdle                 time.Duration // a store that stops reading this long is dropped (default 60s)
 	// VerifyPuts makes the gateway hash PUT bodies itself and withhold the
 	// last chunk from the stores on a mismatch. Off by default: every Keep
 	// store (keepgate's and Arvados') refuses a body that does not hash to
 	// its URL before committing it, so this only duplicates that check at
 	// the cost of one MD5 pass per block; turn it on for stores you do not
 	// trust to verify.
-	VerifyPuts      bool
-	ManagementToken string // guards /metrics and /_health/ping; empty: metrics open, ping disabled
-	TrustedProxies  []netip.Prefix
-	Logger          *slog.Logger
-	Registry        *prometheus.Registry
-	Transport       http.RoundTripper // toward the stores; nil: a tuned default
-	// UploaderFS, if set, is served at /_upload/ (the web uploader).
-	UploaderFS http.FileSystem
-	// API, if set, serves the Arvados API (package arvapi) under
-	// /arvados/v1/ and /discovery/v1/.
-	API http.Handler
+	VerifyPuts bool
+	Logger     *slog.Logger
+	Registry   *prometheus.Registry
+	Transport  http.RoundTripper // toward the stores; nil: a tuned default
 	// Router picks stores per block; nil: by storage when Storages are
-	// given (StorageRouter), else rendezvous over Services.
-	Router Router
+	// given (placement.StorageRouter), else rendezvous over Services.
+	Router placement.Router
 	// Storages: the named pools principals are bound to; DefaultStorage
 	// is the one token-file and API principals use. None: one implicit
-	// storage, ImplicitStorage, of every store in Services.
-	Storages       []Storage
+	// storage, placement.ImplicitStorage, of every store in Services.
+	Storages       []placement.Storage
 	DefaultStorage string
-	// Rules route by the name the client connected to; UnknownHost is
-	// the name of the rule for other names ("" or "reject": 421). None:
-	// one implicit rule. SetRules replaces them later (SIGHUP).
-	Rules       []Rule
-	UnknownHost string
-	// Meter admits transfers before they start and records each one
-	// after it ended (usage, limits, the audit log); nil: admit all,
-	// record nothing.
-	Meter *metering.Meter
-	// ProxyID names this keepproxy in transfer records (default: the
-	// host name).
+	// ProxyID names this keepproxy toward upstream gateways (Via) and in
+	// transfer records (default: the host name).
 	ProxyID string
 }
 
-// Gateway is the keepproxy service.
+// Gateway is keepproxy's data plane.
 type Gateway struct {
 	opt          Options
-	rendezvous   *RendezvousRouter
-	router       Router
-	meter        *metering.Meter
-	rules        atomic.Pointer[ruleSet] // nil: no rules
-	auth         Authenticator
+	rendezvous   *placement.RendezvousRouter
+	router       placement.Router
 	up           *upstream
 	budget       *Budget            // bytes of buffer memory
 	slots        *Budget            // GET/HEAD requests in flight toward the stores
@@ -119,12 +90,6 @@ type Gateway struct {
 
 // New builds a Gateway.
 func New(opt Options) (*Gateway, error) {
-	if opt.Auth == nil {
-		return nil, blockstore.Errorf(blockstore.KindInternal, "gateway: no authenticator configured")
-	}
-	if opt.DefaultReplicas <= 0 {
-		opt.DefaultReplicas = 2
-	}
 	if opt.Window <= 0 {
 		opt.Window = 4 << 20
 	}
@@ -143,15 +108,6 @@ func New(opt Options) (*Gateway, error) {
 	if opt.ClientStoreSlots <= 0 {
 		opt.ClientStoreSlots = max(1, opt.StoreSlots/4)
 	}
-	if opt.MinBodyRate <= 0 {
-		opt.MinBodyRate = 16 << 10
-	}
-	if opt.BodyGrace <= 0 {
-		opt.BodyGrace = 30 * time.Second
-	}
-	if opt.BodyIdleTimeout <= 0 {
-		opt.BodyIdleTimeout = 60 * time.Second
-	}
 	if opt.UpstreamIdle <= 0 {
 		opt.UpstreamIdle = 60 * time.Second
 	}
@@ -167,20 +123,17 @@ func New(opt Options) (*Gateway, error) {
 	if opt.Registry == nil {
 		opt.Registry = prometheus.NewRegistry()
 	}
-	g := &Gateway{opt: opt, auth: opt.Auth, up: newUpstream(opt.Transport), window: opt.Window, upstreamIdle: opt.UpstreamIdle, log: opt.Logger}
+	g := &Gateway{opt: opt, up: newUpstream(opt.Transport), window: opt.Window, upstreamIdle: opt.UpstreamIdle, log: opt.Logger}
 	if len(opt.BlobSigningKey) > 0 {
 		g.signer = &blockstore.Signer{Key: opt.BlobSigningKey, TTL: opt.SignatureTTL}
 	}
 	g.metrics = newMetrics(opt.Registry)
-	if c, ok := opt.Auth.(*Cache); ok && c.Lookups == nil {
-		c.Lookups = g.metrics.authLookups.Inc // look-ups that missed the token cache
-	}
 	g.budget = NewBudget(opt.MemoryBudget, opt.BudgetWait, g.metrics.budgetInUse).SetShare(opt.ClientShare)
 	g.slots = NewBudget(int64(opt.StoreSlots), opt.BudgetWait, g.metrics.slotsInUse).SetShare(int64(opt.ClientStoreSlots))
 	g.slots.what = "store request slots"
 	if len(opt.Storages) == 0 {
-		opt.Storages = []Storage{{Name: ImplicitStorage, Stores: opt.Services}}
-		opt.DefaultStorage = ImplicitStorage
+		opt.Storages = []placement.Storage{{Name: placement.ImplicitStorage, Stores: opt.Services}}
+		opt.DefaultStorage = placement.ImplicitStorage
 	}
 	g.opt.Storages, g.opt.DefaultStorage = opt.Storages, opt.DefaultStorage
 	if len(opt.Services) == 0 { // the union of the storages' stores
@@ -195,17 +148,12 @@ func New(opt Options) (*Gateway, error) {
 		}
 		g.opt.Services = opt.Services
 	}
-	g.rendezvous = NewRendezvousRouter(opt.Services)
+	g.rendezvous = placement.NewRendezvousRouter(opt.Services)
 	g.router = opt.Router
-	if g.router == nil && len(opt.Storages) == 1 && opt.Storages[0].Name == ImplicitStorage {
+	if g.router == nil && len(opt.Storages) == 1 && opt.Storages[0].Name == placement.ImplicitStorage {
 		g.router = g.rendezvous // follows SetServices (discovery)
 	} else if g.router == nil {
-		g.router = NewStorageRouter(opt.Storages, opt.DefaultStorage)
-	}
-	g.SetRules(opt.Rules, opt.UnknownHost)
-	g.meter = opt.Meter
-	if g.meter == nil {
-		g.meter = &metering.Meter{}
+		g.router = placement.NewStorageRouter(opt.Storages, opt.DefaultStorage)
 	}
 	if g.opt.ProxyID == "" {
 		g.opt.ProxyID, _ = os.Hostname()
@@ -215,34 +163,22 @@ func New(opt Options) (*Gateway, error) {
 }
 
 // SetServices replaces the store list (e.g. after discovery).
-func (g *Gateway) SetServices(s []Service) { g.rendezvous.SetServices(s) }
+func (g *Gateway) SetServices(s []placement.Service) { g.rendezvous.SetServices(s) }
 
-// Services returns the current store list (used for /index).
-func (g *Gateway) Services() []Service { return g.rendezvous.Services() }
-
-func (g *Gateway) readOrder(h blockstore.Hash) []Service {
-	return g.router.Route(context.Background(), RouteRequest{Hash: h})
-}
+// Services returns the current store list (the stores /index lists).
+func (g *Gateway) Services() []placement.Service { return g.rendezvous.Services() }
 
 type metrics struct {
-	requests         *prometheus.CounterVec
-	bytesIn          prometheus.Counter
-	bytesOut         prometheus.Counter
 	upstreamAttempts *prometheus.CounterVec
 	upstreamFailures *prometheus.CounterVec
 	shortfalls       prometheus.Counter
 	budgetInUse      prometheus.Gauge
 	slotsInUse       prometheus.Gauge
 	corrupt          prometheus.Counter
-	authLookups      prometheus.Counter
-	blocksPut        prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "keepproxy", Name: "requests_total", Help: "Requests by method and status code."}, []string{"method", "code"}),
-		bytesIn:  prometheus.NewCounter(prometheus.CounterOpts{Namespace: "keepproxy", Name: "received_bytes_total", Help: "Block bytes received from clients."}),
-		bytesOut: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "keepproxy", Name: "sent_bytes_total", Help: "Block bytes sent to clients."}),
 		upstreamAttempts: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "keepproxy", Name: "upstream_attempts_total", Help: "Requests sent to keep stores."},
 			[]string{"store", "method"}),
 		upstreamFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "keepproxy", Name: "upstream_failures_total", Help: "Failed requests to keep stores (404 excluded)."},
@@ -251,9 +187,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		budgetInUse: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "keepproxy", Name: "buffer_budget_in_use_bytes", Help: "Bytes of the memory budget held by requests."}),
 		slotsInUse:  prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "keepproxy", Name: "store_slots_in_use", Help: "GET/HEAD requests in flight toward the stores."}),
 		corrupt:     prometheus.NewCounter(prometheus.CounterOpts{Namespace: "keepproxy", Name: "corrupt_reads_total", Help: "Block reads whose bytes did not match the hash."}),
-		authLookups: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "keepproxy", Name: "auth_lookups_total", Help: "Token look-ups that missed the cache."}),
-		blocksPut:   prometheus.NewCounter(prometheus.CounterOpts{Namespace: "keepproxy", Name: "blocks_stored_total", Help: "Blocks stored through this proxy (PUT or POST answered 200)."}),
 	}
-	reg.MustRegister(m.requests, m.bytesIn, m.bytesOut, m.upstreamAttempts, m.upstreamFailures, m.shortfalls, m.budgetInUse, m.slotsInUse, m.corrupt, m.authLookups, m.blocksPut)
+	reg.MustRegister(m.upstreamAttempts, m.upstreamFailures, m.shortfalls, m.budgetInUse, m.slotsInUse, m.corrupt)
 	return m
 }

@@ -7,20 +7,23 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keepgate/keepgate/access"
 	"github.com/keepgate/keepgate/blockstore"
+	"github.com/keepgate/keepgate/gateway/fanout"
 	"github.com/keepgate/keepgate/internal/httpserver"
+	"github.com/keepgate/keepgate/placement"
 )
 
 // PutRequest is one block write through the gateway.
 type PutRequest struct {
 	Hash     blockstore.Hash
 	Size     int64
-	Body     io.Reader // exactly Size bytes hashing to Hash, else nothing is stored
-	Replicas int       // desired copies
-	Classes  []string  // storage classes asked for (may be empty)
-	Token    string    // the client's token, forwarded to the stores
-	Identity *Identity // who stores it (for routing and accounting)
-	Host     string    // the host the client connected to
+	Body     io.Reader        // exactly Size bytes hashing to Hash, else nothing is stored
+	Replicas int              // desired copies
+	Classes  []string         // storage classes asked for (may be empty)
+	Token    string           // the client's token, forwarded to the stores
+	Identity *access.Identity // who stores it (for routing and accounting)
+	Host     string           // the host the client connected to
 }
 
 // PutResult reports what was stored. Replicas is set even on failure.
@@ -47,11 +50,11 @@ func (g *Gateway) Put(ctx context.Context, req PutRequest) (PutResult, error) {
 	if st, ok := g.upstreamOf(req.Identity); ok {
 		return g.putUpstream(ctx, st, req)
 	}
-	stores := g.router.Route(ctx, RouteRequest{Hash: req.Hash, Write: true, Host: req.Host, Identity: req.Identity})
+	stores := g.router.Route(ctx, placement.RouteRequest{Hash: req.Hash, Write: true, Host: req.Host, Identity: req.Identity})
 	if len(stores) == 0 {
 		return res, blockstore.Errorf(blockstore.KindUnavailable, "no writable keep stores are configured")
 	}
-	need := g.window + teeChunk
+	need := g.window + fanout.ChunkSize
 	who := principalKey(req.Identity)
 	if err := g.budget.Acquire(ctx, who, need); err != nil {
 		return res, err
@@ -64,7 +67,7 @@ func (g *Gateway) Put(ctx context.Context, req PutRequest) (PutResult, error) {
 	}
 	// On the checksum path (checksum_put.go) the tee checks the MD5: the
 	// stores then do not.
-	tee := NewTee(req.Hash, req.Size, g.window, g.opt.VerifyPuts || w.vouches())
+	tee := fanout.NewTee(req.Hash, req.Size, g.window, g.opt.VerifyPuts || w.vouches())
 	defer tee.Release()
 	w.tee = tee
 	slots := req.Replicas
@@ -115,8 +118,8 @@ func (g *Gateway) Put(ctx context.Context, req PutRequest) (PutResult, error) {
 type putRun struct {
 	g      *Gateway
 	req    PutRequest
-	tee    *Tee
-	stores []Service
+	tee    *fanout.Tee
+	stores []placement.Service
 	reqID  string
 	// storeToken is sent to the stores (the caller's token, or the
 	// gateway's store write token); the stores' locators are signed for it.
@@ -127,28 +130,28 @@ type putRun struct {
 	replicas int
 	classes  map[string]int
 	locator  string
-	done     []Service // stores holding the block
+	done     []placement.Service // stores holding the block
 	lastErr  error
 }
 
 // nextStore hands out the next store in probe order with a reader at
 // offset 0 (nil reader when offset 0 is gone or no store is left).
-func (w *putRun) nextStore(first bool) (Service, *TeeReader) {
+func (w *putRun) nextStore(first bool) (placement.Service, *fanout.TeeReader) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.next >= len(w.stores) {
-		return Service{}, nil
+		return placement.Service{}, nil
 	}
 	r := w.tee.NewReader()
 	if r == nil && !first {
-		return Service{}, nil
+		return placement.Service{}, nil
 	}
 	svc := w.stores[w.next]
 	w.next++
 	return svc, r
 }
 
-func (w *putRun) writer(ctx context.Context, svc Service, r *TeeReader) {
+func (w *putRun) writer(ctx context.Context, svc placement.Service, r *fanout.TeeReader) {
 	for r != nil {
 		reply, err := w.putOne(ctx, svc, r, w.req.Size, w.tee.Checksums)
 		if err == nil {
@@ -174,11 +177,11 @@ func (w *putRun) writer(ctx context.Context, svc Service, r *TeeReader) {
 // sums, when the body is verified by the gateway (the tee, or makeUp's
 // verifying reader), returns its chunk checksums once it has ended; the
 // store then checks those instead of the MD5 (checksum_put.go).
-func (w *putRun) putOne(ctx context.Context, svc Service, body io.Reader, size int64, sums func() *blockstore.Checksums) (putReply, error) {
+func (w *putRun) putOne(ctx context.Context, svc placement.Service, body io.Reader, size int64, sums func() *blockstore.Checksums) (putReply, error) {
 	w.g.metrics.upstreamAttempts.WithLabelValues(svc.UUID, "PUT").Inc()
 	cctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	if tr, ok := body.(*TeeReader); ok && w.g.upstreamIdle > 0 {
+	if tr, ok := body.(*fanout.TeeReader); ok && w.g.upstreamIdle > 0 {
 		go func() {
 			t := time.NewTicker(w.g.upstreamIdle / 4)
 			defer t.Stop()
@@ -202,7 +205,7 @@ func (w *putRun) putOne(ctx context.Context, svc Service, body io.Reader, size i
 	return w.g.up.put(cctx, svc, w.req.Hash, size, body, hd)
 }
 
-func (w *putRun) record(svc Service, rep putReply) {
+func (w *putRun) record(svc placement.Service, rep putReply) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.replicas += rep.replicas
@@ -218,7 +221,7 @@ func (w *putRun) record(svc Service, rep putReply) {
 	w.done = append(w.done, svc)
 }
 
-func (w *putRun) fail(svc Service, err error, off int64) {
+func (w *putRun) fail(svc placement.Service, err error, off int64) {
 	w.g.metrics.upstreamFailures.WithLabelValues(svc.UUID, "PUT").Inc()
 	w.g.log.Warn("store write failed", "request_id", w.reqID, "store", svc.UUID, "block", w.req.Hash.String(), "offset", off, "error", err.Error())
 	w.mu.Lock()

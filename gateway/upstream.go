@@ -18,24 +18,8 @@ import (
 	"github.com/keepgate/keepgate/blockstore"
 	"github.com/keepgate/keepgate/blockstore/keepwire"
 	"github.com/keepgate/keepgate/metering"
+	"github.com/keepgate/keepgate/placement"
 )
-
-// Service is one keepstore the gateway talks to.
-type Service struct {
-	UUID string // rendezvous identity; the last 15 characters are hashed
-	// URL is the base URL, e.g. http://10.0.0.5:25107, or
-	// http+unix:///run/keepgate/tunnels/lab1/store.sock for a store
-	// reached through a unix socket (a keeptunnel forward).
-	URL      string
-	ReadOnly bool // never written to
-}
-
-// SyntheticUUID gives a store configured only by URL the UUID Arvados'
-// keepproxy would give it: <cluster>-bi6l4-<first 15 hex of md5(url)>.
-func SyntheticUUID(cluster, url string) string {
-	sum := md5.Sum([]byte(url))
-	return cluster + "-bi6l4-" + hex.EncodeToString(sum[:])[:15]
-}
 
 // upstream is the HTTP client side of the Keep protocol toward keepstores.
 type upstream struct {
@@ -154,7 +138,7 @@ func (s *unixSockets) dial(ctx context.Context, _, addr string) (net.Conn, error
 const unixURLPrefix = "http+unix://"
 
 // target returns the client and base URL for requests to svc.
-func (u *upstream) target(svc Service) (*http.Client, string) {
+func (u *upstream) target(svc placement.Service) (*http.Client, string) {
 	if path, ok := strings.CutPrefix(svc.URL, unixURLPrefix); ok {
 		return u.unixClient, "http://" + u.sockets.host(path)
 	}
@@ -178,7 +162,7 @@ type putReply struct {
 }
 
 // put sends one block to one store.
-func (u *upstream) put(ctx context.Context, svc Service, h blockstore.Hash, size int64, body io.Reader, hd putHeaders) (putReply, error) {
+func (u *upstream) put(ctx context.Context, svc placement.Service, h blockstore.Hash, size int64, body io.Reader, hd putHeaders) (putReply, error) {
 	metering.Touch(ctx, svc.UUID)
 	client, base := u.target(svc)
 	path := h.String()
@@ -230,7 +214,7 @@ func (u *upstream) put(ctx context.Context, svc Service, h blockstore.Hash, size
 
 // get opens a block on one store; off > 0 asks for the rest from off with
 // a Range request. The caller closes the body.
-func (u *upstream) get(ctx context.Context, svc Service, loc string, method, token, requestID string, off int64) (*http.Response, error) {
+func (u *upstream) get(ctx context.Context, svc placement.Service, loc string, method, token, requestID string, off int64) (*http.Response, error) {
 	metering.Touch(ctx, svc.UUID)
 	client, base := u.target(svc)
 	req, err := http.NewRequestWithContext(ctx, method, base+"/"+loc, nil)
@@ -253,7 +237,7 @@ func (u *upstream) get(ctx context.Context, svc Service, loc string, method, tok
 	return nil, statusErr(svc, resp.StatusCode, text)
 }
 
-func (u *upstream) setCommon(req *http.Request, svc Service, token, requestID string) {
+func (u *upstream) setCommon(req *http.Request, svc placement.Service, token, requestID string) {
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
@@ -270,7 +254,7 @@ func (u *upstream) setCommon(req *http.Request, svc Service, token, requestID st
 }
 
 // upstreamErr wraps a transport failure: temporary, kind BadGateway.
-func upstreamErr(svc Service, err error) error {
+func upstreamErr(svc placement.Service, err error) error {
 	if errors.Is(err, context.Canceled) {
 		return &blockstore.Error{Op: "store " + svc.UUID, Kind: blockstore.KindCanceled, Err: err}
 	}
@@ -282,7 +266,7 @@ func upstreamErr(svc Service, err error) error {
 // This is the one place a store's reply is classified: a 502 saying
 // "checksum mismatch" is a store reporting its copy corrupt (KEEP-PROTOCOL
 // §5.2 gives it no other signal), KindCorrupt; everything else by status.
-func statusErr(svc Service, status int, body []byte) error {
+func statusErr(svc placement.Service, status int, body []byte) error {
 	msg := strings.TrimSpace(string(body))
 	if i := strings.IndexByte(msg, '\n'); i >= 0 {
 		msg = msg[:i]

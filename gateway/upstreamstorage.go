@@ -5,51 +5,17 @@ import (
 	"crypto/md5"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
-	"net/http"
 	"strings"
 
+	"github.com/keepgate/keepgate/access"
 	"github.com/keepgate/keepgate/blockstore"
 	"github.com/keepgate/keepgate/internal/httpserver"
+	"github.com/keepgate/keepgate/placement"
 )
-
-// Upstream makes a storage another Keep gateway (a keepgate or an Arvados
-// keepproxy, KEEP-PROTOCOL §6) instead of a pool of keepstores. Blocks
-// stream through keepgate to it and back, with Range and the X-Keep-*
-// headers, under keepgate's rules, CORS, budgets and audit.
-//
-// Identity says who keepgate is toward it:
-//   - squashed: keepgate authenticates the caller itself (access keys,
-//     token file) and talks upstream with one service token, Token. The
-//     locator the caller gets is signed by keepgate for the caller and
-//     carries the upstream's own signature for the service token in an
-//     +R hint (as Arvados federation carries a remote cluster's), which
-//     keepgate presents upstream on GET. A locator without it, or with
-//     another storage's, is refused.
-//   - individual: the caller's own token goes upstream unchanged and the
-//     upstream signs and decides; keepgate passes locators through. Tokens
-//     keepgate does not know are accepted for such a storage (the upstream
-//     judges them); access keys cannot be bound to it.
-type Upstream struct {
-	URL      string
-	Identity string
-	Token    string // squashed: keepgate's token at the upstream
-}
-
-// Identity modes of an upstream storage.
-const (
-	IdentitySquashed   = "squashed"
-	IdentityIndividual = "individual"
-)
-
-// upstreamService is the one "store" of an upstream storage.
-func (s Storage) upstreamService() Service {
-	return Service{UUID: "upstream-" + s.Name, URL: strings.TrimRight(s.Upstream.URL, "/")}
-}
 
 // upstreamOf returns the upstream storage a principal uses, if it is one.
-func (g *Gateway) upstreamOf(id *Identity) (Storage, bool) {
-	st, err := g.storageOf(id)
+func (g *Gateway) upstreamOf(id *access.Identity) (placement.Storage, bool) {
+	st, err := g.StorageOf(id)
 	return st, err == nil && st.Upstream != nil
 }
 
@@ -64,12 +30,12 @@ func rHintPrefix(storage string) string {
 // putUpstream streams a PUT to the principal's upstream storage: one
 // request, the replicas and classes asked passed on, the upstream's
 // X-Keep-Replicas-Stored and confirmed classes passed back.
-func (g *Gateway) putUpstream(ctx context.Context, st Storage, req PutRequest) (PutResult, error) {
+func (g *Gateway) putUpstream(ctx context.Context, st placement.Storage, req PutRequest) (PutResult, error) {
 	token := req.Token
-	if st.Upstream.Identity == IdentitySquashed {
+	if st.Upstream.Identity == placement.IdentitySquashed {
 		token = st.Upstream.Token
 	}
-	rep, err := g.up.put(ctx, st.upstreamService(), req.Hash, req.Size, req.Body,
+	rep, err := g.up.put(ctx, st.UpstreamService(), req.Hash, req.Size, req.Body,
 		putHeaders{token: token, replicas: req.Replicas, classes: req.Classes, requestID: httpserver.RequestIDFrom(ctx)})
 	res := PutResult{Replicas: rep.replicas, Classes: rep.confirmed}
 	if err != nil {
@@ -81,7 +47,7 @@ func (g *Gateway) putUpstream(ctx context.Context, st Storage, req PutRequest) (
 		res.Classes = map[string]int{}
 	}
 	res.Locator = rep.locator
-	if st.Upstream.Identity == IdentitySquashed {
+	if st.Upstream.Identity == placement.IdentitySquashed {
 		res.Locator = g.wrapUpstreamLocator(st, rep.locator, req)
 	}
 	return res, nil
@@ -89,7 +55,7 @@ func (g *Gateway) putUpstream(ctx context.Context, st Storage, req PutRequest) (
 
 // wrapUpstreamLocator gives the caller of a squashed storage a locator
 // signed by keepgate for it, with the upstream's signature in an R hint.
-func (g *Gateway) wrapUpstreamLocator(st Storage, upLoc string, req PutRequest) string {
+func (g *Gateway) wrapUpstreamLocator(st placement.Storage, upLoc string, req PutRequest) string {
 	loc, err := blockstore.ParseLocator(upLoc)
 	if err != nil || loc.Hash != req.Hash {
 		loc = blockstore.Locator{Hash: req.Hash, Size: req.Size}
@@ -111,8 +77,8 @@ func (g *Gateway) wrapUpstreamLocator(st Storage, upLoc string, req PutRequest) 
 // store's refusal does), and the locator sent upstream carries the
 // upstream's signature from the R hint, with the service token.
 // Individual: the caller's locator and token go as they are.
-func (g *Gateway) toUpstream(st Storage, req *GetRequest) error {
-	if st.Upstream.Identity != IdentitySquashed {
+func (g *Gateway) toUpstream(st placement.Storage, req *GetRequest) error {
+	if st.Upstream.Identity != placement.IdentitySquashed {
 		return nil
 	}
 	refused := func(err error) error {
@@ -156,29 +122,6 @@ func hasHint(l blockstore.Locator, c byte) bool {
 	return false
 }
 
-// passThrough accepts a token keepgate does not know when the request
-// would use an individual upstream storage (the rule's default storage,
-// or the default storage): the upstream judges it. It returns nil
-// otherwise (the refusal authErr stands).
-func (g *Gateway) passThrough(r *http.Request, token string, authErr error) *Identity {
-	if !blockstore.Is(authErr, blockstore.KindForbidden) {
-		return nil
-	}
-	var final *FinalRefusal
-	if errors.As(authErr, &final) {
-		return nil
-	}
-	name := g.opt.DefaultStorage
-	if rule := ruleFrom(r.Context()); rule != nil {
-		name = rule.DefaultStorage
-	}
-	st, err := g.storageOf(&Identity{Storage: name})
-	if err != nil || st.Upstream == nil || st.Upstream.Identity != IdentityIndividual {
-		return nil
-	}
-	return &Identity{Name: "upstream-token-" + TokenID(token), Source: "upstream", Storage: st.Name, Scopes: []Scope{ScopeRead, ScopeWrite}}
-}
-
 // viaOf is the Via keepgate sends to an upstream gateway: not "keepproxy"
 // (which an upstream refuses as a loop) but its own proxy id and a random
 // instance tag, by which it recognises its own requests coming back (a
@@ -197,9 +140,9 @@ func viaOf(proxyID string) string {
 	return "HTTP/1.1 keepgate-" + id + "-" + hex.EncodeToString(b[:])
 }
 
-// isLoop reports a request that already passed through a keepproxy (an
-// Arvados one, or keepgate toward its stores) or through this keepgate.
-func (g *Gateway) isLoop(r *http.Request) bool {
-	via := r.Header.Get("Via")
+// Loops reports whether a request whose Via header is via already passed
+// through a keepproxy (an Arvados one, or keepgate toward its stores) or
+// through this keepgate: answering it would loop (KindLoop).
+func (g *Gateway) Loops(via string) bool {
 	return strings.Contains(via, " keepproxy") || strings.Contains(via, g.up.via)
 }

@@ -150,3 +150,34 @@ func NormalizeHost(h string) string {
 	}
 	return strings.TrimSuffix(strings.ToLower(strings.Trim(h, "[]")), ".")
 }
+
+// Resolve applies r to a representation of size bytes: the offset and
+// length of the bytes it selects. A suffix range (From < 0) selects the
+// last -From bytes, or all of them when there are fewer; a range whose
+// first byte is at or past the end is KindBadRange (416, unsatisfiable:
+// RFC 9110 §14.1.1); To past the end means to the end.
+func (r ByteRange) Resolve(size int64) (off, n int64, err error) {
+	if r.From < 0 {
+		n = min(-r.From, size)
+		return size - n, n, nil
+	}
+	if r.From >= size {
+		return 0, 0, blockstore.Errorf(blockstore.KindBadRange, "requested range not satisfiable: it starts at byte %d of a %d-byte block", r.From, size)
+	}
+	last := size - 1
+	if r.To >= 0 {
+		last = min(r.To, last)
+	}
+	return r.From, last - r.From + 1, nil
+}
+
+// IsZeroSuffix reports whether v asks for the last zero bytes
+// ("bytes=-0"): a well-formed range that no representation satisfies
+// (RFC 9110 §14.1.1), which ParseRange refuses like a malformed value. A
+// server that ignores malformed Range headers answers this one 416.
+func IsZeroSuffix(v string) bool {
+	spec, ok := strings.CutPrefix(strings.TrimSpace(v), "bytes=")
+	a, b, dash := strings.Cut(spec, "-")
+	n, err := strconv.ParseInt(b, 10, 64)
+	return ok && dash && a == "" && err == nil && n == 0
+}

@@ -54,3 +54,56 @@ func TestReplicaHeaders(t *testing.T) {
 		}
 	}
 }
+
+func TestByteRangeResolve(t *testing.T) {
+	for _, c := range []struct {
+		r          ByteRange
+		size       int64
+		off, n     int64
+		satisfying bool
+	}{
+		{ByteRange{0, 9}, 100, 0, 10, true},
+		{ByteRange{90, -1}, 100, 90, 10, true},
+		{ByteRange{500, 99999999}, 1000, 500, 500, true},
+		{ByteRange{0, 99}, 100, 0, 100, true},
+		{ByteRange{99, 99}, 100, 99, 1, true},
+		{ByteRange{-5, -1}, 100, 95, 5, true},
+		{ByteRange{-500, -1}, 100, 0, 100, true},
+		{ByteRange{-5, -1}, 0, 0, 0, true},
+		{ByteRange{100, -1}, 100, 0, 0, false},
+		{ByteRange{200, 201}, 100, 0, 0, false},
+		{ByteRange{0, -1}, 0, 0, 0, false},
+	} {
+		off, n, err := c.r.Resolve(c.size)
+		if c.satisfying != (err == nil) || off != c.off || n != c.n {
+			t.Errorf("%+v of %d: %d %d %v", c.r, c.size, off, n, err)
+		}
+		if err != nil && !blockstore.Is(err, blockstore.KindBadRange) {
+			t.Errorf("%+v of %d: want BadRange, got %v", c.r, c.size, err)
+		}
+	}
+	// Resolve after ParseRange, as a server does.
+	r, err := ParseRange("bytes=-5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if off, n, err := r.Resolve(100); off != 95 || n != 5 || err != nil {
+		t.Errorf("bytes=-5 of 100: %d %d %v", off, n, err)
+	}
+}
+
+func TestIsZeroSuffix(t *testing.T) {
+	for _, in := range []string{"bytes=-0", "bytes=-00", " bytes=-0", "bytes=-+0", "bytes=--0"} {
+		if !IsZeroSuffix(in) {
+			t.Errorf("%q: want a zero suffix", in)
+		}
+		if _, err := ParseRange(in); err == nil {
+			t.Errorf("%q: ParseRange accepted it", in)
+		}
+	}
+	for _, in := range []string{"", "bytes=-", "bytes=-1", "bytes=0-0", "bytes=0-", "items=-0", "bytes=-0,-0", "bytes=-0-", "bytes=a-0"} {
+		if IsZeroSuffix(in) {
+			t.Errorf("%q: not a zero suffix", in)
+		}
+	}
+}

@@ -12,10 +12,9 @@ import (
 	"github.com/keepgate/keepgate/blockstore"
 )
 
-// metrics are the node's Prometheus collectors (namespace "keepstore").
+// metrics are the node's Prometheus collectors (namespace "keepstore");
+// the HTTP request metrics are nodehttp's.
 type metrics struct {
-	requests    *prometheus.CounterVec // method, code
-	inFlight    prometheus.Gauge
 	bytesIn     prometheus.Counter
 	bytesOut    prometheus.Counter
 	volOps      *prometheus.CounterVec // volume, operation
@@ -32,10 +31,6 @@ type metrics struct {
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	const ns = "keepstore"
 	m := &metrics{
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "requests_total",
-			Help: "HTTP requests served, by method and status code."}, []string{"method", "code"}),
-		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "requests_in_flight",
-			Help: "HTTP requests being served."}),
 		bytesIn: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "received_bytes_total",
 			Help: "Block bytes received in PUT bodies."}),
 		bytesOut: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "sent_bytes_total",
@@ -59,7 +54,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		trashItems: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "trash_list_items_total",
 			Help: "Trash-list items processed, by outcome."}, []string{"outcome"}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.inFlight, m.bytesIn, m.bytesOut, m.volOps, m.volErrors,
+	for _, c := range []prometheus.Collector{m.bytesIn, m.bytesOut, m.volOps, m.volErrors,
 		m.corrupt, m.sumsGained, m.putChecks, m.budgetInUse, m.budgetLimit, m.overloaded, m.trashItems} {
 		if err := reg.Register(c); err != nil {
 			return nil, err

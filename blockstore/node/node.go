@@ -1,11 +1,10 @@
 // Package node is the keepstore core: a set of mounts (volumes with their
-// storage classes, replication and priority) behind the Keep block API of
-// KEEP-PROTOCOL §5, and the HTTP routes that expose it (Handler).
+// storage classes, replication and priority) and the block operations of
+// KEEP-PROTOCOL §5 on them. Its HTTP API is package nodehttp.
 //
-// The core methods (Put, Open, Touch, Trash, Untrash, Index, SetTrashList)
-// know nothing of HTTP; the handlers in routes.go parse a request, make one
-// call, set headers and turn errors into responses with
-// httpserver.WriteError.
+// The core methods (Put, Open, Touch, Trash, Untrash, Index, SetTrashList,
+// the checksum scan) know nothing of HTTP; every error they return carries
+// a blockstore.Kind, which nodehttp maps to a status in one place.
 //
 // Design decisions, where the protocol leaves a choice or where we differ
 // from Arvados on purpose:
@@ -48,8 +47,6 @@
 //     without keepwire.DataVerified.
 //   - The empty block is always served (after the signature check) without
 //     touching the volumes.
-//   - Admin endpoints refuse every request when no admin token is
-//     configured (Arvados leaves them open).
 package node
 
 import (
@@ -57,7 +54,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net/http"
 	"net/netip"
 	"slices"
 	"sort"
@@ -65,6 +61,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/keepgate/keepgate/blockstore"
 )
@@ -96,7 +93,10 @@ type Mount struct {
 	VerifyFirst bool
 }
 
-// Options configure a Node.
+// Options configure a Node. AdminToken, ManagementToken,
+// BodyIdleTimeout, AllowedNetworks and TrustedProxies are policies of its
+// HTTP API, applied by nodehttp; MaxConcurrentRequests is applied by
+// AdmitRequest.
 type Options struct {
 	Mounts []Mount
 	// Signer signs the locators PUT returns (when the request has a token)
@@ -145,7 +145,7 @@ type Options struct {
 }
 
 // Node is a keepstore: mounts plus the block API. Create it with New,
-// start its background work with Run, serve Handler.
+// start its background work with Run, serve it with nodehttp.New.
 type Node struct {
 	opt      Options
 	mounts   []*mount // sorted by UUID
@@ -158,7 +158,7 @@ type Node struct {
 	bad      badCopies
 	trashq   trashQueue
 	scan     scanner
-	handler  http.Handler
+	slots    *semaphore.Weighted // request slots; nil: no cap
 
 	bufs       sync.Pool // *[]byte of BufferSize
 	bufReaders sync.Pool // *bufio.Reader of BufferSize
@@ -244,8 +244,38 @@ func New(opt Options) (*Node, error) {
 		n.priority = append(n.priority, mm.Priority)
 	}
 	n.trashq.cond = sync.NewCond(&n.trashq.mu)
-	n.handler = n.newHandler()
+	if opt.MaxConcurrentRequests > 0 {
+		n.slots = semaphore.NewWeighted(int64(opt.MaxConcurrentRequests))
+	}
 	return n, nil
+}
+
+// Options returns the options the node runs with, defaults filled in
+// (Logger, Registry, BudgetWait, ...). The HTTP layer takes its policies
+// from them: tokens, allowed networks, trusted proxies, body idle timeout.
+// Their slices are the node's own: do not modify them.
+func (n *Node) Options() Options { return n.opt }
+
+// AdmitRequest takes one of the node's MaxConcurrentRequests request
+// slots (shared by every handler serving the node), waiting at most
+// BudgetWait for one; then it fails with KindOverloaded (503 +
+// Retry-After), counted as overload_rejections_total{reason="requests"}.
+// Without a cap it always succeeds. release gives the slot back; call it
+// exactly once.
+func (n *Node) AdmitRequest(ctx context.Context) (release func(), err error) {
+	if n.slots == nil {
+		return func() {}, nil
+	}
+	if !n.slots.TryAcquire(1) {
+		c, cancel := context.WithTimeout(ctx, n.opt.BudgetWait)
+		err := n.slots.Acquire(c, 1)
+		cancel()
+		if err != nil {
+			n.metrics.overloaded.WithLabelValues("requests").Inc()
+			return nil, blockstore.Errorf(blockstore.KindOverloaded, "server busy: %d requests in progress; retry later", n.opt.MaxConcurrentRequests)
+		}
+	}
+	return func() { n.slots.Release(1) }, nil
 }
 
 // requestWeight is what one block transfer takes from the memory budget:

@@ -4,9 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"fmt"
 	"io"
-	"sort"
 	"strings"
 
 	"github.com/keepgate/keepgate/blockstore"
@@ -41,21 +39,6 @@ type PutResult struct {
 	// Classes maps every class of every mount holding it to the number of
 	// replicas in that class.
 	Classes map[string]int
-}
-
-// ConfirmedClasses formats Classes for X-Keep-Storage-Classes-Confirmed:
-// "class=N" entries sorted by class, joined by ", ".
-func (r PutResult) ConfirmedClasses() string {
-	names := make([]string, 0, len(r.Classes))
-	for c := range r.Classes {
-		names = append(names, c)
-	}
-	sort.Strings(names)
-	parts := make([]string, len(names))
-	for i, c := range names {
-		parts[i] = fmt.Sprintf("%s=%d", c, r.Classes[c])
-	}
-	return strings.Join(parts, ", ")
 }
 
 // Put stores a block (KEEP-PROTOCOL §5.4). It writes one copy per

@@ -7,23 +7,25 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/keepgate/keepgate/access"
 	"github.com/keepgate/keepgate/arvapi"
 	"github.com/keepgate/keepgate/blockstore"
-	"github.com/keepgate/keepgate/gateway"
+	gatewayapi "github.com/keepgate/keepgate/gateway/api"
 	"github.com/keepgate/keepgate/internal/config"
+	"github.com/keepgate/keepgate/placement"
 	"github.com/keepgate/keepgate/state"
 )
 
 // mountArvadosAPI builds the Arvados API slice when arvados_api.enabled
 // and sets it as opt.API; the returned bind must be called with the
-// gateway built from opt before the listener opens (it is a no-op when the
+// server built from opt before the listener opens (it is a no-op when the
 // API is off).
-func mountArvadosAPI(cfg *config.Keepproxy, ten *tenancy, opt *gateway.Options, log *slog.Logger) (bind func(*gateway.Gateway), err error) {
+func mountArvadosAPI(cfg *config.Keepproxy, ten *tenancy, opt *gatewayapi.Options, log *slog.Logger) (bind func(*gatewayapi.Server), err error) {
 	if err := cfg.ValidateArvadosAPI(); err != nil {
 		return nil, err
 	}
 	if !cfg.ArvadosAPI.Enabled {
-		return func(*gateway.Gateway) {}, nil
+		return func(*gatewayapi.Server) {}, nil
 	}
 	var colls state.CollectionStore
 	if ten != nil {
@@ -32,7 +34,7 @@ func mountArvadosAPI(cfg *config.Keepproxy, ten *tenancy, opt *gateway.Options, 
 	if colls == nil {
 		return nil, fmt.Errorf("arvados_api.enabled: the configured state engine does not hold collections")
 	}
-	def := gateway.Storage{DefaultReplicas: cfg.DefaultReplicas}
+	def := placement.Storage{DefaultReplicas: cfg.DefaultReplicas}
 	for _, st := range opt.Storages {
 		if st.Name == opt.DefaultStorage {
 			def = st
@@ -47,11 +49,11 @@ func mountArvadosAPI(cfg *config.Keepproxy, ten *tenancy, opt *gateway.Options, 
 	}
 	opt.API = srv
 	log.Info("Arvados API enabled", "paths", []string{"/discovery/v1/", "/arvados/v1/"}, "uuid_prefix", cfg.ArvadosUUIDPrefix())
-	return func(g *gateway.Gateway) { keep.g = g }, nil
+	return func(s *gatewayapi.Server) { keep.s = s }, nil
 }
 
 // replicasOf is what a write to st gets without X-Keep-Desired-Replicas.
-func replicasOf(st gateway.Storage, proxyDefault int) int {
+func replicasOf(st placement.Storage, proxyDefault int) int {
 	n := st.DefaultReplicas
 	if n <= 0 {
 		n = proxyDefault
@@ -62,31 +64,31 @@ func replicasOf(st gateway.Storage, proxyDefault int) int {
 	return n
 }
 
-// gatewayKeep is arvapi.Keep over the gateway.
-type gatewayKeep struct{ g *gateway.Gateway }
+// gatewayKeep is arvapi.Keep over keepproxy.
+type gatewayKeep struct{ s *gatewayapi.Server }
 
 func (k *gatewayKeep) Authenticate(r *http.Request) (*arvapi.Caller, error) {
-	c, err := k.g.Authenticate(r)
+	c, err := k.s.Authenticate(r)
 	if err != nil {
 		return nil, err
 	}
-	st, err := k.g.StorageOf(c)
+	st, err := k.s.StorageOf(c)
 	if err != nil {
 		return nil, err
 	}
 	id := c.Identity
-	return &arvapi.Caller{Kind: id.Source, ID: id.Name, Storage: st.Name, Classes: st.Classes, DefaultReplicas: replicasOf(st, k.g.DefaultReplicas()),
-		CanRead: id.Has(gateway.ScopeRead), CanWrite: id.Has(gateway.ScopeWrite), Expires: id.Expires, Ref: c}, nil
+	return &arvapi.Caller{Kind: id.Source, ID: id.Name, Storage: st.Name, Classes: st.Classes, DefaultReplicas: replicasOf(st, k.s.DefaultReplicas()),
+		CanRead: id.Has(access.ScopeRead), CanWrite: id.Has(access.ScopeWrite), Expires: id.Expires, Ref: c}, nil
 }
 
 func (k *gatewayKeep) Sign(c *arvapi.Caller, loc blockstore.Locator, notAfter time.Time) blockstore.Locator {
-	return k.g.SignFor(c.Ref.(*gateway.APICaller), loc, notAfter)
+	return k.s.SignFor(c.Ref.(*gatewayapi.APICaller), loc, notAfter)
 }
 
 func (k *gatewayKeep) Verify(c *arvapi.Caller, loc blockstore.Locator) error {
-	return k.g.VerifyFor(c.Ref.(*gateway.APICaller), loc)
+	return k.s.VerifyFor(c.Ref.(*gatewayapi.APICaller), loc)
 }
 
 func (k *gatewayKeep) CheckBlock(ctx context.Context, c *arvapi.Caller, loc blockstore.Locator) error {
-	return k.g.CheckBlock(ctx, c.Ref.(*gateway.APICaller), loc)
+	return k.s.CheckBlock(ctx, c.Ref.(*gatewayapi.APICaller), loc)
 }

@@ -27,11 +27,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/keepgate/keepgate/access"
 	"github.com/keepgate/keepgate/gateway"
+	gatewayapi "github.com/keepgate/keepgate/gateway/api"
 	"github.com/keepgate/keepgate/gateway/web"
 	"github.com/keepgate/keepgate/internal/config"
 	"github.com/keepgate/keepgate/internal/httpserver"
 	"github.com/keepgate/keepgate/metering"
+	"github.com/keepgate/keepgate/placement"
 )
 
 const usage = `Usage: keepproxy [-config FILE]
@@ -93,21 +96,23 @@ func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	opt := gateway.Options{
-		DefaultReplicas:  cfg.DefaultReplicas,
-		Window:           int64(cfg.PutWindow),
-		MemoryBudget:     int64(cfg.MemoryBudget),
-		ClientShare:      int64(cfg.ClientMemoryShare),
-		StoreSlots:       cfg.StoreSlots,
-		ClientStoreSlots: cfg.ClientStoreSlots,
-		MinBodyRate:      int64(cfg.MinBodyRate),
-		BodyGrace:        cfg.BodyGrace,
-		BodyIdleTimeout:  cfg.BodyIdleTimeout,
-		UpstreamIdle:     cfg.UpstreamIdleTimeout,
-		VerifyPuts:       cfg.VerifyPuts,
-		TrustedProxies:   cfg.TrustedProxyPrefixes(),
-		Logger:           log,
-		Registry:         reg,
+	opt := gatewayapi.Options{
+		Options: gateway.Options{
+			Window:           int64(cfg.PutWindow),
+			MemoryBudget:     int64(cfg.MemoryBudget),
+			ClientShare:      int64(cfg.ClientMemoryShare),
+			StoreSlots:       cfg.StoreSlots,
+			ClientStoreSlots: cfg.ClientStoreSlots,
+			UpstreamIdle:     cfg.UpstreamIdleTimeout,
+			VerifyPuts:       cfg.VerifyPuts,
+			Logger:           log,
+			Registry:         reg,
+		},
+		DefaultReplicas: cfg.DefaultReplicas,
+		MinBodyRate:     int64(cfg.MinBodyRate),
+		BodyGrace:       cfg.BodyGrace,
+		BodyIdleTimeout: cfg.BodyIdleTimeout,
+		TrustedProxies:  cfg.TrustedProxyPrefixes(),
 	}
 	if cfg.ManagementTokenFile != "" {
 		if opt.ManagementToken, err = config.ReadSecretFile(cfg.ManagementTokenFile); err != nil {
@@ -152,20 +157,20 @@ func run() error {
 		}()
 	}
 
-	var chain gateway.Chain
-	var tokenFile *gateway.TokenFile
+	var chain access.Chain
+	var tokenFile *access.TokenFile
 	if cfg.TokenFile != "" {
-		if tokenFile, err = gateway.LoadTokenFile(cfg.TokenFile, log); err != nil {
+		if tokenFile, err = access.LoadTokenFile(cfg.TokenFile, log); err != nil {
 			return err
 		}
 		chain = append(chain, tokenFile)
 	}
-	var remote *gateway.RemoteAuth
+	var remote *access.RemoteAuth
 	if cfg.API.Host != "" {
-		remote = gateway.NewRemoteAuth(cfg.API.Host, cfg.API.Insecure)
+		remote = access.NewRemoteAuth(cfg.API.Host, cfg.API.Insecure)
 		chain = append(chain, remote)
 	}
-	cache := gateway.NewCache(chain, cfg.TokenCacheSize, cfg.TokenCacheTTL, cfg.TokenCacheNegativeTTL, log)
+	cache := access.NewCache(chain, cfg.TokenCacheSize, cfg.TokenCacheTTL, cfg.TokenCacheNegativeTTL, log)
 	opt.Auth = cache
 	ten, err := openTenancy(ctx, cfg, log, reg, opt.Meter)
 	if err != nil {
@@ -175,15 +180,15 @@ func run() error {
 		defer ten.close()
 		// Access keys first, outside the TTL cache: a revocation counts
 		// from the next request.
-		opt.Auth = gateway.Chain{ten.keys, cache}
+		opt.Auth = access.Chain{ten.keys, cache}
 	}
 
 	for _, s := range cfg.Stores {
 		uuid := s.UUID
 		if uuid == "" {
-			uuid = gateway.SyntheticUUID(cfg.ClusterID, s.AsWritten)
+			uuid = placement.SyntheticUUID(cfg.ClusterID, s.AsWritten)
 		}
-		opt.Services = append(opt.Services, gateway.Service{UUID: uuid, URL: s.URL, ReadOnly: s.ReadOnly})
+		opt.Services = append(opt.Services, placement.Service{UUID: uuid, URL: s.URL, ReadOnly: s.ReadOnly})
 	}
 	if opt.Storages, err = storagesOf(cfg, opt.Services); err != nil {
 		return err
@@ -191,11 +196,13 @@ func run() error {
 	opt.DefaultStorage = cfg.DefaultStorage
 	opt.Rules, opt.UnknownHost = rulesOf(cfg), cfg.UnknownHost
 	var discoveryToken string
+	var discovery *placement.Discovery // the stores' registry, when none are configured
 	if len(opt.Services) == 0 {
 		if discoveryToken, err = cfg.DiscoveryToken(); err != nil {
 			return err
 		}
-		if opt.Services, err = remote.Discover(ctx, discoveryToken); err != nil {
+		discovery = &placement.Discovery{BaseURL: remote.BaseURL, Client: remote.Client}
+		if opt.Services, err = discovery.Discover(ctx, discoveryToken); err != nil {
 			return fmt.Errorf("no stores configured and discovery failed: %w", err)
 		}
 	}
@@ -203,13 +210,14 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	gw, err := gateway.New(opt)
+	api, err := gatewayapi.New(opt)
 	if err != nil {
 		return err
 	}
-	bindAPI(gw)
-	if len(cfg.Stores) == 0 {
-		go gw.KeepDiscovering(ctx, remote, discoveryToken, cfg.DiscoveryInterval, log)
+	gw := api.Gateway()
+	bindAPI(api)
+	if discovery != nil {
+		go discovery.Feed(ctx, discoveryToken, cfg.DiscoveryInterval, gw.SetServices, log)
 	}
 	if tokenFile != nil {
 		tokenFile.OnReload = cache.Purge
@@ -228,7 +236,7 @@ func run() error {
 			if auditLog != nil {
 				auditLog.Reopen()
 			}
-			reloadRules(*cfgPath, gw, log)
+			reloadRules(*cfgPath, api, log)
 		}
 	}()
 
@@ -236,7 +244,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	srv, err := httpserver.NewServer(httpserver.Options{Handler: gw.Handler(), Logger: log, Registry: reg, Namespace: "keepproxy",
+	srv, err := httpserver.NewServer(httpserver.Options{Handler: api.Handler(), Logger: log, Registry: reg, Namespace: "keepproxy",
 		Limits: serverLimits(cfg.ServerLimits, cfg.TrustedProxyPrefixes())})
 	if err != nil {
 		return err

@@ -15,9 +15,10 @@ import (
 
 	"github.com/keepgate/keepgate/access"
 	"github.com/keepgate/keepgate/admin"
-	"github.com/keepgate/keepgate/gateway"
+	gatewayapi "github.com/keepgate/keepgate/gateway/api"
 	"github.com/keepgate/keepgate/internal/config"
 	"github.com/keepgate/keepgate/metering"
+	"github.com/keepgate/keepgate/placement"
 	"github.com/keepgate/keepgate/state"
 	"github.com/keepgate/keepgate/state/postgres"
 	"github.com/keepgate/keepgate/state/sqlite"
@@ -26,17 +27,17 @@ import (
 
 // storagesOf turns the configured storages into the gateway's, with the
 // stores' services (by URL); an upstream storage gets its service token.
-func storagesOf(cfg *config.Keepproxy, services []gateway.Service) ([]gateway.Storage, error) {
-	byURL := map[string]gateway.Service{}
+func storagesOf(cfg *config.Keepproxy, services []placement.Service) ([]placement.Storage, error) {
+	byURL := map[string]placement.Service{}
 	for _, s := range services {
 		byURL[s.URL] = s
 	}
-	var out []gateway.Storage
+	var out []placement.Storage
 	for _, name := range cfg.StorageNames() {
 		st := cfg.Storages[name]
-		gs := gateway.Storage{Name: name, Classes: st.Classes, DefaultReplicas: st.DefaultReplicas, MaxReplicas: st.MaxReplicas}
+		gs := placement.Storage{Name: name, Classes: st.Classes, DefaultReplicas: st.DefaultReplicas, MaxReplicas: st.MaxReplicas}
 		if st.Upstream != "" {
-			gs.Upstream = &gateway.Upstream{URL: st.Upstream, Identity: st.Identity}
+			gs.Upstream = &placement.Upstream{URL: st.Upstream, Identity: st.Identity}
 			if st.TokenFile != "" {
 				tok, err := config.ReadSecretFile(st.TokenFile)
 				if err != nil {
@@ -70,7 +71,7 @@ func keyStorages(cfg *config.Keepproxy) []string {
 // flushing, the keys' limits, and the admin API.
 type tenancy struct {
 	db      state.Store
-	keys    *gateway.AccessKeys
+	keys    *access.AccessKeys
 	counter *kgusage.Counter
 	flusher *kgusage.Flusher
 	beats   *kgusage.Heartbeats
@@ -123,7 +124,7 @@ func openTenancy(ctx context.Context, cfg *config.Keepproxy, log *slog.Logger, r
 		proxy, _ = os.Hostname()
 	}
 	h := access.Hasher{Pepper: []byte(pepper)}
-	t := &tenancy{db: db, keys: gateway.NewAccessKeys(db, h), cfg: cfg.State}
+	t := &tenancy{db: db, keys: access.NewAccessKeys(db, h), cfg: cfg.State}
 	t.keys.Log = log.With("state", "access-keys")
 	if w, ok := db.(state.KeyWatcher); ok {
 		t.watcher = w
@@ -193,17 +194,17 @@ func (t *tenancy) close() {
 }
 
 // rulesOf turns the configured forwarding rules into the gateway's.
-func rulesOf(cfg *config.Keepproxy) []gateway.Rule {
-	var out []gateway.Rule
+func rulesOf(cfg *config.Keepproxy) []placement.Rule {
+	var out []placement.Rule
 	for _, r := range cfg.Rules {
-		out = append(out, gateway.Rule{Name: r.Name, Hosts: r.Hosts, Storages: r.Storages, DefaultStorage: r.DefaultStorage, CORSOrigins: r.CORSOrigins})
+		out = append(out, placement.Rule{Name: r.Name, Hosts: r.Hosts, Storages: r.Storages, DefaultStorage: r.DefaultStorage, CORSOrigins: r.CORSOrigins})
 	}
 	return out
 }
 
 // reloadRules re-reads the config file on SIGHUP and applies its rules;
 // a config that does not load keeps the rules in force.
-func reloadRules(path string, gw *gateway.Gateway, log *slog.Logger) {
+func reloadRules(path string, api *gatewayapi.Server, log *slog.Logger) {
 	if path == "" {
 		return
 	}
@@ -212,7 +213,7 @@ func reloadRules(path string, gw *gateway.Gateway, log *slog.Logger) {
 		log.Error("config reload on SIGHUP failed; keeping the forwarding rules in force", "error", err.Error())
 		return
 	}
-	gw.SetRules(rulesOf(cfg), cfg.UnknownHost)
+	api.SetRules(rulesOf(cfg), cfg.UnknownHost)
 	log.Info("forwarding rules reloaded", "rules", len(cfg.Rules))
 }
 

@@ -29,6 +29,7 @@ import (
 	"github.com/keepgate/keepgate/blockstore"
 	"github.com/keepgate/keepgate/blockstore/dirvolume"
 	"github.com/keepgate/keepgate/blockstore/node"
+	"github.com/keepgate/keepgate/blockstore/node/nodehttp"
 	"github.com/keepgate/keepgate/blockstore/s3volume"
 	"github.com/keepgate/keepgate/internal/config"
 	"github.com/keepgate/keepgate/internal/httpserver"
@@ -167,7 +168,7 @@ func serve(cfgPath string, stderr io.Writer) error {
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
 	srv, err := httpserver.NewServer(httpserver.Options{
-		Handler:   n.HandlerWith(node.HTTPOptions{WriteToken: secrets.WriteToken}),
+		Handler:   nodehttp.New(n, nodehttp.Options{WriteToken: secrets.WriteToken}),
 		Logger:    log,
 		Registry:  reg,
 		Namespace: "keepstore",
