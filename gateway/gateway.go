@@ -228,6 +228,7 @@ type metrics struct {
 	requests         *prometheus.CounterVec
 	bytesIn          prometheus.Counter
 	bytesOut         prometheus.Counter
+	bytesSpliced     prometheus.Counter
 	upstreamAttempts *prometheus.CounterVec
 	upstreamFailures *prometheus.CounterVec
 	shortfalls       prometheus.Counter
@@ -240,9 +241,10 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "keepproxy", Name: "requests_total", Help: "Requests by method and status code."}, []string{"method", "code"}),
-		bytesIn:  prometheus.NewCounter(prometheus.CounterOpts{Namespace: "keepproxy", Name: "received_bytes_total", Help: "Block bytes received from clients."}),
-		bytesOut: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "keepproxy", Name: "sent_bytes_total", Help: "Block bytes sent to clients."}),
+		requests:     prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "keepproxy", Name: "requests_total", Help: "Requests by method and status code."}, []string{"method", "code"}),
+		bytesIn:      prometheus.NewCounter(prometheus.CounterOpts{Namespace: "keepproxy", Name: "received_bytes_total", Help: "Block bytes received from clients."}),
+		bytesOut:     prometheus.NewCounter(prometheus.CounterOpts{Namespace: "keepproxy", Name: "sent_bytes_total", Help: "Block bytes sent to clients."}),
+		bytesSpliced: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "keepproxy", Name: "spliced_bytes_total", Help: "Block bytes sent to clients straight from a store's connection (splice(2)) instead of copied through keepproxy's memory (a part of sent_bytes_total)."}),
 		upstreamAttempts: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "keepproxy", Name: "upstream_attempts_total", Help: "Requests sent to keep stores."},
 			[]string{"store", "method"}),
 		upstreamFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "keepproxy", Name: "upstream_failures_total", Help: "Failed requests to keep stores (404 excluded)."},
@@ -254,6 +256,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		authLookups: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "keepproxy", Name: "auth_lookups_total", Help: "Token look-ups that missed the cache."}),
 		blocksPut:   prometheus.NewCounter(prometheus.CounterOpts{Namespace: "keepproxy", Name: "blocks_stored_total", Help: "Blocks stored through this proxy (PUT or POST answered 200)."}),
 	}
-	reg.MustRegister(m.requests, m.bytesIn, m.bytesOut, m.upstreamAttempts, m.upstreamFailures, m.shortfalls, m.budgetInUse, m.slotsInUse, m.corrupt, m.authLookups, m.blocksPut)
+	reg.MustRegister(m.requests, m.bytesIn, m.bytesOut, m.bytesSpliced, m.upstreamAttempts, m.upstreamFailures, m.shortfalls, m.budgetInUse, m.slotsInUse, m.corrupt, m.authLookups, m.blocksPut)
 	return m
 }

@@ -221,13 +221,7 @@ func (g *Gateway) writeBlock(w http.ResponseWriter, r *http.Request, blk *Block,
 	if head {
 		return 0, status
 	}
-	buf := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(buf)
-	// progressWriter also hides the ResponseWriter's ReadFrom, which would
-	// copy in 32 KiB pieces instead of our 256 KiB buffer.
-	pw := newProgressWriter(w, g.opt.BodyIdleTimeout)
-	n, err := io.CopyBuffer(pacedOutput(r.Context(), pw, metering.From(r.Context()).Out), blk, *buf)
-	pw.clear()
+	n, err := g.copyBlock(w, r, blk)
 	g.metrics.bytesOut.Add(float64(n))
 	if err != nil {
 		if k := blockstore.KindOf(err); k == blockstore.KindHashMismatch || k == blockstore.KindCorrupt {
@@ -239,6 +233,25 @@ func (g *Gateway) writeBlock(w http.ResponseWriter, r *http.Request, blk *Block,
 		return n, http.StatusBadGateway
 	}
 	return n, status
+}
+
+// copyBlock sends the block's bytes: spliced from the store's connection
+// when nothing needs to see them (splice.go), copied through a budgeted
+// 256 KiB buffer otherwise.
+func (g *Gateway) copyBlock(w http.ResponseWriter, r *http.Request, blk *Block) (int64, error) {
+	pacer := metering.From(r.Context()).Out
+	if blk.canSplice(r, pacer != nil) {
+		extend, clear := deadlineExtender(w, g.opt.BodyIdleTimeout)
+		defer clear()
+		return blk.spliceTo(w, extend)
+	}
+	buf := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(buf)
+	// progressWriter also hides the ResponseWriter's ReadFrom, which would
+	// copy in 32 KiB pieces instead of our 256 KiB buffer.
+	pw := newProgressWriter(w, g.opt.BodyIdleTimeout)
+	defer pw.clear()
+	return io.CopyBuffer(pacedOutput(r.Context(), pw, pacer), blk, *buf)
 }
 
 func (g *Gateway) handlePut(w http.ResponseWriter, r *http.Request) {
