@@ -169,6 +169,7 @@ func (g *Gateway) SetServices(s []placement.Service) { g.rendezvous.SetServices(
 func (g *Gateway) Services() []placement.Service { return g.rendezvous.Services() }
 
 type metrics struct {
+	bytesSpliced     prometheus.Counter
 	upstreamAttempts *prometheus.CounterVec
 	upstreamFailures *prometheus.CounterVec
 	shortfalls       prometheus.Counter
@@ -179,6 +180,7 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
+		bytesSpliced: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "keepproxy", Name: "spliced_bytes_total", Help: "Block bytes sent to clients straight from a store's connection (splice(2)) instead of copied through keepproxy's memory (a part of sent_bytes_total)."}),
 		upstreamAttempts: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "keepproxy", Name: "upstream_attempts_total", Help: "Requests sent to keep stores."},
 			[]string{"store", "method"}),
 		upstreamFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "keepproxy", Name: "upstream_failures_total", Help: "Failed requests to keep stores (404 excluded)."},
@@ -188,6 +190,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		slotsInUse:  prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "keepproxy", Name: "store_slots_in_use", Help: "GET/HEAD requests in flight toward the stores."}),
 		corrupt:     prometheus.NewCounter(prometheus.CounterOpts{Namespace: "keepproxy", Name: "corrupt_reads_total", Help: "Block reads whose bytes did not match the hash."}),
 	}
-	reg.MustRegister(m.upstreamAttempts, m.upstreamFailures, m.shortfalls, m.budgetInUse, m.slotsInUse, m.corrupt)
+	reg.MustRegister(m.bytesSpliced, m.upstreamAttempts, m.upstreamFailures, m.shortfalls, m.budgetInUse, m.slotsInUse, m.corrupt)
 	return m
 }

@@ -17,13 +17,18 @@ import (
 
 	"github.com/keepgate/keepgate/blockstore"
 	"github.com/keepgate/keepgate/blockstore/keepwire"
+	"github.com/keepgate/keepgate/internal/rawhttp"
 	"github.com/keepgate/keepgate/metering"
 	"github.com/keepgate/keepgate/placement"
 )
 
 // upstream is the HTTP client side of the Keep protocol toward keepstores.
 type upstream struct {
-	client     *http.Client // http:// and https:// stores
+	client *http.Client // http:// and https:// stores
+	// raw answers GETs and HEADs to http:// stores: its bodies can be
+	// spliced into the client's connection (splice.go). nil when the
+	// gateway was given its own Transport.
+	raw        *rawhttp.Client
 	unixClient *http.Client // http+unix:// stores
 	sockets    *unixSockets
 	via        string // toward upstream gateways: "HTTP/1.1 keepgate-<proxy id>"
@@ -59,7 +64,9 @@ func newUpstream(rt http.RoundTripper) *upstream {
 	unix.DialContext = sockets.dial
 	unix.DisableKeepAlives = true
 	return &upstream{
-		client:     &http.Client{Transport: tcp, CheckRedirect: noRedirect},
+		client: &http.Client{Transport: tcp, CheckRedirect: noRedirect},
+		raw: rawhttp.New(rawhttp.Options{DialTimeout: 2 * time.Second, KeepAlive: 30 * time.Second,
+			ResponseHeaderTimeout: tcp.ResponseHeaderTimeout, IdleConnTimeout: tcp.IdleConnTimeout, MaxIdleConnsPerHost: tcp.MaxIdleConnsPerHost}),
 		unixClient: &http.Client{Transport: unix, CheckRedirect: noRedirect},
 		sockets:    sockets,
 	}
@@ -225,7 +232,11 @@ func (u *upstream) get(ctx context.Context, svc placement.Service, loc string, m
 	if off > 0 {
 		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", off))
 	}
-	resp, err := client.Do(req)
+	do := client.Do
+	if u.raw != nil && strings.HasPrefix(base, "http://") && client == u.client {
+		do = u.raw.Do
+	}
+	resp, err := do(req)
 	if err != nil {
 		return nil, upstreamErr(svc, err)
 	}

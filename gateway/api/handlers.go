@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/keepgate/keepgate/blockstore"
 	"github.com/keepgate/keepgate/blockstore/keepwire"
@@ -76,13 +77,7 @@ func (s *Server) writeBlock(w http.ResponseWriter, r *http.Request, blk *gateway
 	if head {
 		return 0, status
 	}
-	buf := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(buf)
-	// progressWriter also hides the ResponseWriter's ReadFrom, which would
-	// copy in 32 KiB pieces instead of our 256 KiB buffer.
-	pw := newProgressWriter(w, s.opt.BodyIdleTimeout)
-	n, err := io.CopyBuffer(pacedOutput(r.Context(), pw, metering.From(r.Context()).Out), blk, *buf)
-	pw.clear()
+	n, err := s.copyBlock(w, r, blk)
 	s.metrics.bytesOut.Add(float64(n))
 	if err != nil {
 		if k := blockstore.KindOf(err); k == blockstore.KindHashMismatch || k == blockstore.KindCorrupt {
@@ -94,6 +89,26 @@ func (s *Server) writeBlock(w http.ResponseWriter, r *http.Request, blk *gateway
 		return n, http.StatusBadGateway
 	}
 	return n, status
+}
+
+// copyBlock sends the block's bytes: spliced from the store's connection
+// when nothing needs to see them (gateway.Block.SpliceTo), copied through
+// a budgeted 256 KiB buffer otherwise.
+func (s *Server) copyBlock(w http.ResponseWriter, r *http.Request, blk *gateway.Block) (int64, error) {
+	pacer := metering.From(r.Context()).Out
+	if blk.CanSplice(r.TLS != nil, pacer != nil) {
+		rc := http.NewResponseController(w)
+		defer rc.SetWriteDeadline(time.Time{})
+		// The next segment must be taken within the idle timeout.
+		return blk.SpliceTo(w, func() { _ = rc.SetWriteDeadline(time.Now().Add(s.opt.BodyIdleTimeout)) })
+	}
+	buf := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(buf)
+	// progressWriter also hides the ResponseWriter's ReadFrom, which would
+	// copy in 32 KiB pieces instead of our 256 KiB buffer.
+	pw := newProgressWriter(w, s.opt.BodyIdleTimeout)
+	defer pw.clear()
+	return io.CopyBuffer(pacedOutput(r.Context(), pw, pacer), blk, *buf)
 }
 
 func (s *Server) handlePut(w http.ResponseWriter, r *http.Request) {

@@ -334,6 +334,16 @@ func (c *trackedConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// ReadFrom hands net/http's response ReadFrom to the TCP connection, so a
+// body read off another socket (a store's, through rawhttp) is spliced
+// instead of copied. Writes are not tracked, so nothing is bypassed.
+func (c *trackedConn) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := c.Conn.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(struct{ io.Writer }{c.Conn}, r)
+}
+
 // CloseWrite half-closes a TCP connection (net/http uses it before a
 // lingering close).
 func (c *trackedConn) CloseWrite() error {

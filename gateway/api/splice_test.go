@@ -1,0 +1,111 @@
+package gatewayapi
+
+import (
+	"crypto/tls"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/keepgate/keepgate/blockstore/volumetest"
+)
+
+// splicedCluster is a cluster and its keepproxy_spliced_bytes_total.
+func splicedCluster(t *testing.T, n int) (*cluster, func() float64) {
+	reg := prometheus.NewRegistry()
+	c := newCluster(t, n, func(o *Options) { o.Registry = reg })
+	return c, func() float64 {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == "keepproxy_spliced_bytes_total" {
+				return mf.GetMetric()[0].GetCounter().GetValue()
+			}
+		}
+		t.Fatal("no keepproxy_spliced_bytes_total")
+		return 0
+	}
+}
+
+// A GET from stores that vouch for their bytes goes socket to socket:
+// whole, across a failover mid-body, and for a Range.
+func TestGetSpliced(t *testing.T) {
+	c, spliced := splicedCluster(t, 3)
+	data, h := volumetest.Block(21, 5<<20+333)
+	loc := readAll(t, c.do("PUT", "/"+h.String(), tokRW, data, map[string]string{"X-Keep-Desired-Replicas": "3"}))
+
+	resp := c.do("GET", "/"+loc, tokRW, nil, nil)
+	if got := readAll(t, resp); resp.StatusCode != 200 || got != string(data) {
+		t.Fatalf("GET: %d, %d bytes, equal %v", resp.StatusCode, len(got), got == string(data))
+	}
+	if s := spliced(); s < float64(len(data)-64<<10) {
+		t.Fatalf("spliced %.0f of %d bytes", s, len(data))
+	}
+
+	ord := c.ordered(h)
+	ord[0].set(func(f *testStore) { f.dieAfterGet = 3 << 20 })
+	before := spliced()
+	resp = c.do("GET", "/"+loc, tokRW, nil, nil)
+	if got := readAll(t, resp); resp.StatusCode != 200 || got != string(data) {
+		t.Fatalf("GET with a store cut mid-body: %d, %d bytes, equal %v", resp.StatusCode, len(got), got == string(data))
+	}
+	if ord[1].gets.Load() == 0 {
+		t.Fatal("the second store was not asked for the rest")
+	}
+	if s := spliced() - before; s < float64(len(data)-128<<10) {
+		t.Fatalf("spliced %.0f of %d bytes across the failover", s, len(data))
+	}
+
+	ord[0].set(func(f *testStore) { f.dieAfterGet = 0 })
+	resp = c.do("GET", "/"+loc, tokRW, nil, map[string]string{"Range": "bytes=1000-4200000"})
+	if got := readAll(t, resp); resp.StatusCode != 206 || got != string(data[1000:4200001]) {
+		t.Fatalf("Range GET: %d, %d bytes", resp.StatusCode, len(got))
+	}
+}
+
+// Every copy is damaged (each store stops short at the bad chunk): the
+// client never gets a clean 200, also when the bytes are spliced.
+func TestGetSplicedEveryStoreShort(t *testing.T) {
+	c, _ := splicedCluster(t, 2)
+	data, h := volumetest.Block(22, 4<<20)
+	loc := readAll(t, c.do("PUT", "/"+h.String(), tokRW, data, map[string]string{"X-Keep-Desired-Replicas": "2"}))
+	for _, f := range c.stores {
+		f.set(func(f *testStore) { f.corrupt = true })
+	}
+	resp := c.do("GET", "/"+loc, tokRW, nil, nil)
+	got, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err == nil && len(got) == len(data) {
+		t.Fatalf("every copy damaged, yet a whole %d answer", resp.StatusCode)
+	}
+	if string(got) != string(data[:len(got)]) {
+		t.Fatal("a wrong byte reached the client")
+	}
+}
+
+// A client on TLS (keepproxy serving HTTPS itself) is sent copied bytes:
+// TLS needs them in user space.
+func TestGetOverTLSIsCopied(t *testing.T) {
+	c, spliced := splicedCluster(t, 1)
+	data, h := volumetest.Block(23, 2<<20)
+	loc := readAll(t, c.do("PUT", "/"+h.String(), tokRW, data, map[string]string{"X-Keep-Desired-Replicas": "1"}))
+	srv := httptest.NewTLSServer(c.gw.Handler())
+	defer srv.Close()
+	cl := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	req, _ := http.NewRequest("GET", srv.URL+"/"+loc, nil)
+	req.Header.Set("Authorization", "Bearer "+tokRW)
+	resp, err := cl.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, resp); resp.StatusCode != 200 || got != string(data) {
+		t.Fatalf("GET over TLS: %d, %d bytes", resp.StatusCode, len(got))
+	}
+	if s := spliced(); s != 0 {
+		t.Fatalf("spliced %.0f bytes to a TLS client", s)
+	}
+}
