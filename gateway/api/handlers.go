@@ -96,7 +96,9 @@ func (s *Server) writeBlock(w http.ResponseWriter, r *http.Request, blk *gateway
 // a budgeted 256 KiB buffer otherwise.
 func (s *Server) copyBlock(w http.ResponseWriter, r *http.Request, blk *gateway.Block) (int64, error) {
 	pacer := metering.From(r.Context()).Out
-	if blk.CanSplice(r.TLS != nil, pacer != nil) {
+	// Splicing needs the connection's ReadFrom behind w (every wrapper
+	// on the way, httpsnoop's included, forwards it).
+	if _, rf := w.(io.ReaderFrom); rf && blk.CanSplice(r.TLS != nil, pacer != nil) {
 		rc := http.NewResponseController(w)
 		defer rc.SetWriteDeadline(time.Time{})
 		// The next segment must be taken within the idle timeout.
