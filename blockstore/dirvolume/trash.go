@@ -10,12 +10,11 @@ import (
 // Touch implements blockstore.Volume: it sets the block file's mtime to now.
 func (v *Volume) Touch(ctx context.Context, h blockstore.Hash) error {
 	const op = "dirvolume.Touch"
-	if err := ctx.Err(); err != nil {
-		return blockstore.E(op, err)
+	unlock, err := v.lockLive(ctx, op, h)
+	if err != nil {
+		return err
 	}
-	mu := v.lock(h)
-	mu.Lock()
-	defer mu.Unlock()
+	defer unlock()
 	l, err := v.find(op, h)
 	if err != nil {
 		return err
@@ -37,12 +36,11 @@ func (v *Volume) Touch(ctx context.Context, h blockstore.Hash) error {
 // "<name>.trash.<deadline>", deadline being now + Lifetime in Unix seconds.
 func (v *Volume) Trash(ctx context.Context, h blockstore.Hash) error {
 	const op = "dirvolume.Trash"
-	if err := ctx.Err(); err != nil {
-		return blockstore.E(op, err)
+	unlock, err := v.lockLive(ctx, op, h)
+	if err != nil {
+		return err
 	}
-	mu := v.lock(h)
-	mu.Lock()
-	defer mu.Unlock()
+	defer unlock()
 	l, err := v.find(op, h)
 	if err != nil {
 		return err
@@ -91,12 +89,11 @@ func (v *Volume) Trash(ctx context.Context, h blockstore.Hash) error {
 // place, touched.
 func (v *Volume) Untrash(ctx context.Context, h blockstore.Hash) error {
 	const op = "dirvolume.Untrash"
-	if err := ctx.Err(); err != nil {
-		return blockstore.E(op, err)
+	unlock, err := v.lockLive(ctx, op, h)
+	if err != nil {
+		return err
 	}
-	mu := v.lock(h)
-	mu.Lock()
-	defer mu.Unlock()
+	defer unlock()
 	hash := h.String()
 	names, err := v.namesOf(hash)
 	if err != nil {

@@ -1,6 +1,7 @@
 package dirvolume
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -210,6 +211,17 @@ func (v *Volume) DeviceID() string { return "dir:" + v.rootPath }
 // lock returns the mutex serializing renames of h.
 func (v *Volume) lock(h blockstore.Hash) *sync.Mutex {
 	return &v.locks[int(h[0])%len(v.locks)]
+}
+
+// lockLive takes h's lock for a metadata operation (touch, trash,
+// untrash) unless ctx is already done; the caller defers unlock.
+func (v *Volume) lockLive(ctx context.Context, op string, h blockstore.Hash) (unlock func(), err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, blockstore.E(op, err)
+	}
+	mu := v.lock(h)
+	mu.Lock()
+	return mu.Unlock, nil
 }
 
 // subdirs lists the hex subdirectories whose names are compatible with the
