@@ -16,7 +16,12 @@ import (
 func splicedCluster(t *testing.T, n int) (*cluster, func() float64) {
 	reg := prometheus.NewRegistry()
 	c := newCluster(t, n, func(o *Options) { o.Registry = reg })
-	return c, func() float64 {
+	return c, splicedBytes(t, reg)
+}
+
+// splicedBytes reads keepproxy_spliced_bytes_total from reg.
+func splicedBytes(t *testing.T, reg *prometheus.Registry) func() float64 {
+	return func() float64 {
 		mfs, err := reg.Gather()
 		if err != nil {
 			t.Fatal(err)

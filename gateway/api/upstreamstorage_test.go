@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/keepgate/keepgate/access"
 	"github.com/keepgate/keepgate/blockstore"
 	"github.com/keepgate/keepgate/blockstore/memvolume"
@@ -73,7 +75,9 @@ func (u *upstreamCluster) copies(t *testing.T, h blockstore.Hash) int {
 func TestUpstreamStorageSquashed(t *testing.T) {
 	const svcToken = "downstream-service-token-0123456789"
 	up := newUpstreamCluster(t, staticAuth{svcToken: {Name: "downstream", Source: "token-file", Scopes: []access.Scope{access.ScopeRead, access.ScopeWrite}}})
+	reg := prometheus.NewRegistry()
 	c := newCluster(t, 1, func(o *Options) {
+		o.Registry = reg
 		o.BlobSigningKey = []byte("downstreamsigningkey0123456789abcdefghijklmnopqrstuvwxyz")
 		o.StoreWriteToken = "unused-write-token"
 		o.Storages = []placement.Storage{{Name: "local", Stores: o.Services}, {Name: "partner", Upstream: &placement.Upstream{URL: up.url, Identity: placement.IdentitySquashed, Token: svcToken}}}
@@ -96,6 +100,10 @@ func TestUpstreamStorageSquashed(t *testing.T) {
 	// keepgate (so neither hashes the block again).
 	if v := resp.Header.Get("X-Keep-Data-Verified"); v != "crc32c" {
 		t.Fatalf("X-Keep-Data-Verified %q through two keepgates, want crc32c", v)
+	}
+	// ... and the bytes go socket to socket through this keepgate too.
+	if n := splicedBytes(t, reg)(); n < float64(len(data)-64<<10) {
+		t.Fatalf("spliced %.0f of %d bytes through the upstream storage", n, len(data))
 	}
 	resp = c.do("GET", "/"+loc, tokRW, nil, map[string]string{"Range": "bytes=1000-1999"})
 	if got := readAll(t, resp); resp.StatusCode != 206 || got != string(data[1000:2000]) {
