@@ -106,6 +106,7 @@ func BenchmarkRules(b *testing.B) {
 	implicit := &target{url: plain.ProxyURL, host: plain.ProxyAddr}
 	twoRules := &target{url: rulesURL, host: "x.b.test"}
 	upstream := &target{url: down.ProxyURL, host: down.ProxyAddr}
+	idlePlain, idleFront := vmRSS(b, plain.Proxy.Cmd.Process.Pid), vmRSS(b, down.Proxy.Cmd.Process.Pid)
 	var md strings.Builder
 	fmt.Fprintf(&md, "Measured %s UTC by `go test -bench Rules ./e2e/`: 64 MiB blocks at c=4 (8 PUTs replicas 2, 32 GETs a run), 5 alternating runs each, medians; all processes on loopback.\n\n", time.Now().UTC().Format("2006-01-02 15:04"))
 	md.WriteString("| comparison | transfers | baseline MiB/s | measured MiB/s | ratio |\n|---|---|---:|---:|---:|\n")
@@ -138,6 +139,8 @@ func BenchmarkRules(b *testing.B) {
 		fmt.Fprintf(&md, "| %s | %s | %.1f | %.1f | %.2f× |\n", row.name, row.op, median(a), median(o), median(o)/median(a))
 	}
 	b.StopTimer()
+	fmt.Fprintf(&md, "\nProxy peak RSS above idle (VmHWM − VmRSS before the runs) after all of them: the upstream keepgate (straight rows, and behind the fronting one) %.1f MiB, the keepgate fronting it %.1f MiB (wave-1 bound: 64 MiB under 8 concurrent 64 MiB PUTs).\n",
+		float64(vmHWM(b, plain.Proxy.Cmd.Process.Pid)-idlePlain)/1024, float64(vmHWM(b, down.Proxy.Cmd.Process.Pid)-idleFront)/1024)
 	b.Log("\n" + md.String())
 	if out := os.Getenv("KEEPGATE_RULES_OUT"); out != "" {
 		if err := os.WriteFile(out, []byte(md.String()), 0o644); err != nil {
