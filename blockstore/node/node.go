@@ -54,7 +54,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net/netip"
 	"slices"
 	"sort"
 	"sync"
@@ -93,10 +92,9 @@ type Mount struct {
 	VerifyFirst bool
 }
 
-// Options configure a Node. AdminToken, ManagementToken,
-// BodyIdleTimeout, AllowedNetworks and TrustedProxies are policies of its
-// HTTP API, applied by nodehttp; MaxConcurrentRequests is applied by
-// AdmitRequest.
+// Options configure a Node. The policies of its HTTP API (tokens, allowed
+// networks, trusted proxies, the body idle timeout) are nodehttp.Options;
+// MaxConcurrentRequests is applied by AdmitRequest.
 type Options struct {
 	Mounts []Mount
 	// Signer signs the locators PUT returns (when the request has a token)
@@ -106,11 +104,6 @@ type Options struct {
 	RequireSignatures bool
 	// SignatureTTL: trash-list items younger than this are skipped.
 	SignatureTTL time.Duration
-	// AdminToken guards the admin endpoints; empty refuses them all.
-	AdminToken string
-	// ManagementToken guards /_health/ping (404 when empty), /metrics and
-	// /status.json (open when empty).
-	ManagementToken string
 	// TrashEnabled: DELETE and PUT /trash work (405 otherwise).
 	TrashEnabled bool
 	// TrashCheckInterval: how often Run empties each mount's trash
@@ -129,13 +122,6 @@ type Options struct {
 	// MaxConcurrentRequests caps the requests served at once, health,
 	// metrics and status excepted (0: no cap).
 	MaxConcurrentRequests int
-	// BodyIdleTimeout: a PUT body that stalls this long is abandoned (408);
-	// a GET client that stops reading this long is cut off. 0: no limit.
-	BodyIdleTimeout time.Duration
-	// AllowedNetworks: clients outside these get 403. Nil: everyone.
-	AllowedNetworks []netip.Prefix
-	// TrustedProxies may tell the client address in X-Forwarded-For.
-	TrustedProxies []netip.Prefix
 	// Logger (default: discard) and Registry for the node's metrics
 	// (default: a private one).
 	Logger   *slog.Logger

@@ -33,12 +33,12 @@ func TestNewValidates(t *testing.T) {
 
 // Options reports the options with their defaults filled in.
 func TestOptionsDefaults(t *testing.T) {
-	n, err := New(Options{AdminToken: "adm"})
+	n, err := New(Options{Version: "v1"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	o := n.Options()
-	if o.AdminToken != "adm" || o.Logger == nil || o.Registry == nil || o.BudgetWait != 2*time.Second ||
+	if o.Version != "v1" || o.Logger == nil || o.Registry == nil || o.BudgetWait != 2*time.Second ||
 		o.MemoryBudget != 256<<20 || o.BufferSize != 1<<20 || o.TrashConcurrency != 4 {
 		t.Fatalf("options: %+v", o)
 	}

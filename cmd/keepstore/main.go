@@ -145,16 +145,11 @@ func serve(cfgPath string, stderr io.Writer) error {
 		Signer:                signer,
 		RequireSignatures:     *cfg.RequireSignatures,
 		SignatureTTL:          cfg.SignatureTTL,
-		AdminToken:            secrets.AdminToken,
-		ManagementToken:       secrets.ManagementToken,
 		TrashEnabled:          cfg.TrashEnabled,
 		TrashCheckInterval:    cfg.TrashCheckInterval,
 		TrashConcurrency:      cfg.TrashConcurrency,
 		MemoryBudget:          int64(cfg.MemoryBudget),
 		MaxConcurrentRequests: cfg.MaxConcurrentRequests,
-		BodyIdleTimeout:       cfg.BodyIdleTimeout,
-		AllowedNetworks:       cfg.AllowedPrefixes(),
-		TrustedProxies:        cfg.TrustedProxyPrefixes(),
 		Logger:                log,
 		Registry:              reg,
 		Version:               version,
@@ -168,7 +163,9 @@ func serve(cfgPath string, stderr io.Writer) error {
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
 	srv, err := httpserver.NewServer(httpserver.Options{
-		Handler:   nodehttp.New(n, nodehttp.Options{WriteToken: secrets.WriteToken}),
+		Handler: nodehttp.New(n, nodehttp.Options{WriteToken: secrets.WriteToken, AdminToken: secrets.AdminToken,
+			ManagementToken: secrets.ManagementToken, BodyIdleTimeout: cfg.BodyIdleTimeout,
+			AllowedNetworks: cfg.AllowedPrefixes(), TrustedProxies: cfg.TrustedProxyPrefixes()}),
 		Logger:    log,
 		Registry:  reg,
 		Namespace: "keepstore",

@@ -27,11 +27,11 @@ func TestIndexStreamsAndNeverLooksComplete(t *testing.T) {
 		t.Fatal(err)
 	}
 	n, err := node.New(node.Options{Mounts: []node.Mount{{UUID: "zzzzz-nyw5e-000000000000000", Volume: vol}},
-		Signer: &blockstore.Signer{Key: []byte("indexsigningkey0123456789abcdefghijklmnopqrstuvwxyz"), TTL: time.Hour}, AdminToken: "store-admin-token-0123456789"})
+		Signer: &blockstore.Signer{Key: []byte("indexsigningkey0123456789abcdefghijklmnopqrstuvwxyz"), TTL: time.Hour}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	good := httptest.NewServer(nodehttp.New(n, nodehttp.Options{}))
+	good := httptest.NewServer(nodehttp.New(n, nodehttp.Options{AdminToken: "store-admin-token-0123456789"}))
 	t.Cleanup(good.Close)
 	// Fault injection: an index that stops without its blank line.
 	broken := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -48,11 +48,11 @@ func newTestStore(t *testing.T, uuid string) *testStore { return newTestStoreOn(
 func newTestStoreOn(t *testing.T, uuid string, ln net.Listener) *testStore {
 	f := &testStore{t: t, vol: memvolume.New(blockstore.TrashPolicy{})}
 	n, err := node.New(node.Options{Mounts: []node.Mount{{UUID: strings.Replace(uuid, "-bi6l4-", "-nyw5e-", 1), Volume: f.vol}},
-		AdminToken: testStoreAdminToken, Signer: &blockstore.Signer{Key: []byte(testStoreSigningKey), TTL: time.Hour}})
+		Signer: &blockstore.Signer{Key: []byte(testStoreSigningKey), TTL: time.Hour}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.node = nodehttp.New(n, nodehttp.Options{})
+	f.node = nodehttp.New(n, nodehttp.Options{AdminToken: testStoreAdminToken})
 	f.srv = httptest.NewUnstartedServer(http.HandlerFunc(f.serve))
 	if ln != nil {
 		f.srv.Listener.Close()

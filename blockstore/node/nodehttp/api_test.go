@@ -26,7 +26,7 @@ var hello = []byte("hello keep\n") // 6f09f2b353b6d63069f770b90e2b112c
 
 const helloHash = "6f09f2b353b6d63069f770b90e2b112c"
 
-func oneMount(t *testing.T, mods ...func(*node.Options)) (*env, *faultVolume) {
+func oneMount(t *testing.T, mods ...func(*envOptions)) (*env, *faultVolume) {
 	m, fv, _ := memMount(mountSpec{uuid: "zzzzz-nyw5e-aaaaaaaaaaaaaaa"})
 	return newEnv(t, []node.Mount{m}, mods...), fv
 }
@@ -102,7 +102,7 @@ func TestPutGetHeadRoundTrip(t *testing.T) {
 }
 
 func TestUnsignedNode(t *testing.T) {
-	e, _ := oneMount(t, func(o *node.Options) { o.Signer, o.RequireSignatures = nil, false })
+	e, _ := oneMount(t, func(o *envOptions) { o.Signer, o.RequireSignatures = nil, false })
 	e.expect(e.do("PUT", "/"+helloHash, bytes.NewReader(hello), bearer(userToken)), 200, helloHash+"+11\n")
 	e.expect(e.do("GET", "/"+helloHash+"+11", nil), 200, string(hello))
 	// HEAD needs no size hint, and reports the real size.
@@ -224,7 +224,7 @@ func rawPut(t *testing.T, addr, hash string, size int64, body []byte, extra stri
 }
 
 func TestExpectContinueAndStalledBody(t *testing.T) {
-	e, _ := oneMount(t, func(o *node.Options) { o.BodyIdleTimeout = 300 * time.Millisecond })
+	e, _ := oneMount(t, func(o *envOptions) { o.HTTP.BodyIdleTimeout = 300 * time.Millisecond })
 	conn, err := net.Dial("tcp", e.srv.Listener.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -312,7 +312,7 @@ func TestPutFullReadOnlyUnavailable(t *testing.T) {
 	t.Run("ReadOnlyOnly", func(t *testing.T) {
 		m, _, mv := memMount(mountSpec{uuid: "zzzzz-nyw5e-aaaaaaaaaaaaaaa", readOnly: true})
 		mv.Put(context.Background(), blockstore.HashOf(hello), bytes.NewReader(hello), 11)
-		e := newEnv(t, []node.Mount{m}, func(o *node.Options) { o.RequireSignatures = false })
+		e := newEnv(t, []node.Mount{m}, func(o *envOptions) { o.RequireSignatures = false })
 		e.expect(e.do("PUT", "/"+helloHash, bytes.NewReader(hello)), 507, "insufficient storage")
 		e.expect(e.do("GET", "/"+helloHash+"+11", nil), 200, string(hello))
 		e.expect(e.do("TOUCH", "/"+helloHash+"+11", nil, bearer(adminTok)), 404, "")
@@ -372,7 +372,7 @@ func TestStorageClasses(t *testing.T) {
 }
 
 func TestRangeReads(t *testing.T) {
-	e, _ := oneMount(t, func(o *node.Options) { o.RequireSignatures = false })
+	e, _ := oneMount(t, func(o *envOptions) { o.RequireSignatures = false })
 	data, h := volumetest.Block(5, 100000)
 	e.put(data)
 	loc := fmt.Sprintf("/%s+%d", h, len(data))
@@ -408,7 +408,7 @@ func TestRangeReads(t *testing.T) {
 func TestCorruptBlocks(t *testing.T) {
 	m1, _, mv1 := memMount(mountSpec{uuid: "zzzzz-nyw5e-aaaaaaaaaaaaaaa"})
 	m2, _, mv2 := memMount(mountSpec{uuid: "zzzzz-nyw5e-bbbbbbbbbbbbbbb"})
-	e := newEnv(t, []node.Mount{m1, m2}, func(o *node.Options) { o.RequireSignatures = false; o.BufferSize = 64 << 10 })
+	e := newEnv(t, []node.Mount{m1, m2}, func(o *envOptions) { o.RequireSignatures = false; o.BufferSize = 64 << 10 })
 	data, h := volumetest.Block(6, 300000)
 	for _, mv := range []interface {
 		Put(context.Context, blockstore.Hash, io.Reader, int64) error
@@ -474,7 +474,7 @@ func TestCorruptBlocks(t *testing.T) {
 func TestReadFailover(t *testing.T) {
 	m1, fv1, _ := memMount(mountSpec{uuid: "zzzzz-nyw5e-aaaaaaaaaaaaaaa"})
 	m2, fv2, _ := memMount(mountSpec{uuid: "zzzzz-nyw5e-bbbbbbbbbbbbbbb"})
-	e := newEnv(t, []node.Mount{m1, m2}, func(o *node.Options) { o.RequireSignatures = false; o.BufferSize = 32 << 10 })
+	e := newEnv(t, []node.Mount{m1, m2}, func(o *envOptions) { o.RequireSignatures = false; o.BufferSize = 32 << 10 })
 	data, h := volumetest.Block(7, 3<<20)
 	for _, fv := range []*faultVolume{fv1, fv2} {
 		fv.Volume.Put(context.Background(), h, bytes.NewReader(data), int64(len(data)))
@@ -514,7 +514,7 @@ func TestAdminAuth(t *testing.T) {
 		e.expect(e.do(c.method, c.path, strings.NewReader("[]"), bearer(mgmtTok)), 403, "Forbidden")
 	}
 	// Without an admin token configured, admin endpoints refuse everyone.
-	e2, _ := oneMount(t, func(o *node.Options) { o.AdminToken = "" })
+	e2, _ := oneMount(t, func(o *envOptions) { o.HTTP.AdminToken = "" })
 	for _, c := range reqs {
 		e2.expect(e2.do(c.method, c.path, strings.NewReader("[]"), bearer(adminTok)), 403, "Forbidden")
 	}
@@ -586,7 +586,7 @@ func TestIndexAndMounts(t *testing.T) {
 }
 
 func TestTouchTrashUntrash(t *testing.T) {
-	e, fv := oneMount(t, func(o *node.Options) { o.RequireSignatures = false })
+	e, fv := oneMount(t, func(o *envOptions) { o.RequireSignatures = false })
 	e.put(hello)
 	h := blockstore.HashOf(hello)
 	before, _ := fv.Stat(context.Background(), h)
@@ -605,7 +605,7 @@ func TestTouchTrashUntrash(t *testing.T) {
 	e.expect(e.do("PUT", "/untrash/"+helloHash+"+11", nil, bearer(adminTok)), 404, "")
 	e.expect(e.do("PUT", "/untrash/nothex", nil, bearer(adminTok)), 400, "invalid locator")
 
-	e2, _ := oneMount(t, func(o *node.Options) { o.TrashEnabled = false })
+	e2, _ := oneMount(t, func(o *envOptions) { o.TrashEnabled = false })
 	e2.expect(e2.do("DELETE", "/"+helloHash+"+11", nil, bearer(adminTok)), 405, "method not allowed")
 	e2.expect(e2.do("PUT", "/trash", strings.NewReader("[]"), bearer(adminTok)), 405, "method not allowed")
 }
@@ -614,7 +614,7 @@ func TestTrashList(t *testing.T) {
 	m, fv, mv := memMount(mountSpec{uuid: "zzzzz-nyw5e-aaaaaaaaaaaaaaa"})
 	past := time.Now().Add(-time.Hour)
 	mv.Now = func() time.Time { return past }
-	e := newEnv(t, []node.Mount{m}, func(o *node.Options) { o.SignatureTTL = time.Minute })
+	e := newEnv(t, []node.Mount{m}, func(o *envOptions) { o.SignatureTTL = time.Minute })
 	dOld, hOld := volumetest.Block(20, 100)
 	dMoved, hMoved := volumetest.Block(21, 100)
 	for _, d := range [][]byte{dOld, dMoved} {
@@ -680,7 +680,7 @@ func TestHealthMetricsStatus(t *testing.T) {
 		t.Fatalf("status: %+v %v", st, err)
 	}
 	// No management token: health is disabled, metrics and status open.
-	e2, _ := oneMount(t, func(o *node.Options) { o.ManagementToken = "" })
+	e2, _ := oneMount(t, func(o *envOptions) { o.HTTP.ManagementToken = "" })
 	e2.expect(e2.do("GET", "/_health/ping", nil, bearer(mgmtTok)), 404, "disabled")
 	e2.expect(e2.do("GET", "/metrics", nil), 200, "")
 	e2.expect(e2.do("GET", "/status.json", nil), 200, "{")
@@ -706,7 +706,7 @@ func TestRequestID(t *testing.T) {
 }
 
 func TestMemoryBudgetAndLimiter(t *testing.T) {
-	e, _ := oneMount(t, func(o *node.Options) {
+	e, _ := oneMount(t, func(o *envOptions) {
 		o.RequireSignatures = false
 		o.MemoryBudget = 2 << 20 // one copy buffer and one checksum chunk
 		o.BudgetWait = 100 * time.Millisecond
@@ -735,7 +735,7 @@ func TestMemoryBudgetAndLimiter(t *testing.T) {
 	}
 	e.expect(e.do("GET", "/"+helloHash+"+11", nil), 200, string(hello))
 
-	e2, _ := oneMount(t, func(o *node.Options) {
+	e2, _ := oneMount(t, func(o *envOptions) {
 		o.RequireSignatures = false
 		o.MaxConcurrentRequests = 1
 		o.BudgetWait = 100 * time.Millisecond
@@ -755,9 +755,9 @@ func TestMemoryBudgetAndLimiter(t *testing.T) {
 }
 
 func TestAllowedNetworks(t *testing.T) {
-	e, _ := oneMount(t, func(o *node.Options) {
-		o.AllowedNetworks = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
-		o.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+	e, _ := oneMount(t, func(o *envOptions) {
+		o.HTTP.AllowedNetworks = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+		o.HTTP.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
 	})
 	r := e.do("GET", "/"+helloHash+"+11", nil)
 	e.expect(r, 403, "Forbidden: client address 127.0.0.1 is not in this keepstore's allowed_networks")
@@ -767,9 +767,9 @@ func TestAllowedNetworks(t *testing.T) {
 }
 
 func TestStalledReaderReleasesBudget(t *testing.T) {
-	e, fv := oneMount(t, func(o *node.Options) {
+	e, fv := oneMount(t, func(o *envOptions) {
 		o.RequireSignatures = false
-		o.BodyIdleTimeout = 300 * time.Millisecond
+		o.HTTP.BodyIdleTimeout = 300 * time.Millisecond
 	})
 	data, h := volumetest.Block(40, 16<<20)
 	fv.Volume.Put(context.Background(), h, bytes.NewReader(data), int64(len(data)))
@@ -793,7 +793,7 @@ func TestStalledReaderReleasesBudget(t *testing.T) {
 // A volume that takes longer than BodyIdleTimeout to commit after the body
 // has ended must not see the request cancelled.
 func TestSlowCommitAfterBody(t *testing.T) {
-	e, fv := oneMount(t, func(o *node.Options) { o.BodyIdleTimeout = 200 * time.Millisecond })
+	e, fv := oneMount(t, func(o *envOptions) { o.HTTP.BodyIdleTimeout = 200 * time.Millisecond })
 	fv.set(faults{slowCommit: 700 * time.Millisecond})
 	e.expect(e.do("PUT", "/"+helloHash, bytes.NewReader(hello)), 200, helloHash+"+11")
 }

@@ -13,14 +13,14 @@ import (
 // with another one, or with any when no admin token is configured.
 func (a *api) admin(h http.HandlerFunc) http.Handler {
 	return a.guard(h, func(r *http.Request) error {
-		return checkToken(httpserver.Token(r, true), a.cfg.AdminToken, false)
+		return checkToken(httpserver.Token(r, true), a.o.AdminToken, false)
 	})
 }
 
 // management requires the management token when one is configured.
 func (a *api) management(h http.HandlerFunc) http.Handler {
 	return a.guard(h, func(r *http.Request) error {
-		return checkToken(httpserver.Token(r, false), a.cfg.ManagementToken, true)
+		return checkToken(httpserver.Token(r, false), a.o.ManagementToken, true)
 	})
 }
 
@@ -30,7 +30,7 @@ func (a *api) writer(h http.HandlerFunc) http.Handler {
 		return h
 	}
 	return a.guard(h, func(r *http.Request) error {
-		return checkWriteToken(httpserver.Token(r, false), a.o.WriteToken, a.cfg.AdminToken)
+		return checkWriteToken(httpserver.Token(r, false), a.o.WriteToken, a.o.AdminToken)
 	})
 }
 

@@ -21,7 +21,7 @@ import (
 // GET reports progress; only the admin token may use it.
 func TestChecksumScan(t *testing.T) {
 	m, _, mv := memMount(mountSpec{uuid: "zzzzz-nyw5e-aaaaaaaaaaaaaaa"})
-	e := newEnv(t, []node.Mount{m}, func(o *node.Options) { o.RequireSignatures = false })
+	e := newEnv(t, []node.Mount{m}, func(o *envOptions) { o.RequireSignatures = false })
 	var hashes []blockstore.Hash
 	var datas [][]byte
 	for i := 0; i < 4; i++ {
@@ -102,7 +102,7 @@ func TestOldBlockRangeReadGainsChecksums(t *testing.T) {
 			t.Fatal(err)
 		}
 		e := newEnv(t, []node.Mount{{UUID: "zzzzz-nyw5e-ccccccccccccccc", Volume: vol, VerifyFirst: true, ReadOnly: ro}},
-			func(o *node.Options) { o.RequireSignatures = false })
+			func(o *envOptions) { o.RequireSignatures = false })
 		r := e.do("GET", "/"+h.String()+"+"+itoa(len(data)), nil, "Range: bytes=2097152-2097161")
 		if r.Code != 206 || r.Body != string(data[2<<20:2<<20+10]) {
 			t.Fatalf("read-only=%v: range: %d %q", ro, r.Code, r.Body)

@@ -109,7 +109,7 @@ func (a *api) trashList(w http.ResponseWriter, r *http.Request) {
 
 // health answers GET /_health/ping as Arvados does (KEEP-PROTOCOL §4).
 func (a *api) health(w http.ResponseWriter, r *http.Request) {
-	if err := checkHealth(r.Header.Get("Authorization"), a.cfg.ManagementToken); err != nil {
+	if err := checkHealth(r.Header.Get("Authorization"), a.o.ManagementToken); err != nil {
 		a.fail(w, r, err)
 		return
 	}

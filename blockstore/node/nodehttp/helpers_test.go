@@ -159,7 +159,8 @@ func (s *syncBuffer) String() string {
 type env struct {
 	t    *testing.T
 	n    *node.Node
-	h    http.Handler // New(n, Options{}), served by srv
+	h    http.Handler // New(n, http), served by srv
+	http Options
 	srv  *httptest.Server
 	reg  *prometheus.Registry
 	logs *syncBuffer
@@ -181,45 +182,54 @@ func memMount(spec mountSpec) (node.Mount, *faultVolume, *memvolume.Volume) {
 	return node.Mount{UUID: spec.uuid, Volume: fv, ReadOnly: spec.readOnly, Replication: spec.repl, Classes: spec.classes, Priority: spec.prio}, fv, mv
 }
 
+// withWriteToken is o with WriteToken w.
+func withWriteToken(o Options, w string) Options {
+	o.WriteToken = w
+	return o
+}
+
+// envOptions are a test node's options and its HTTP API's.
+type envOptions struct {
+	node.Options
+	HTTP Options
+}
+
 // newEnv starts a node over mounts, its handler on an httptest server, with signing,
 // admin and management tokens, and its background work running.
-func newEnv(t *testing.T, mounts []node.Mount, mods ...func(*node.Options)) *env {
+func newEnv(t *testing.T, mounts []node.Mount, mods ...func(*envOptions)) *env {
 	t.Helper()
 	logs := &syncBuffer{}
 	reg := prometheus.NewRegistry()
-	opt := node.Options{
+	opt := envOptions{Options: node.Options{
 		Mounts:             mounts,
 		Signer:             &blockstore.Signer{Key: []byte(testKey), TTL: 336 * time.Hour},
 		RequireSignatures:  true,
 		SignatureTTL:       336 * time.Hour,
-		AdminToken:         adminTok,
-		ManagementToken:    mgmtTok,
 		TrashEnabled:       true,
 		TrashCheckInterval: time.Hour,
-		BodyIdleTimeout:    5 * time.Second,
 		BudgetWait:         200 * time.Millisecond,
 		Logger:             slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Registry:           reg,
 		Version:            "test",
-	}
+	}, HTTP: Options{AdminToken: adminTok, ManagementToken: mgmtTok, BodyIdleTimeout: 5 * time.Second}}
 	for _, m := range mods {
 		m(&opt)
 	}
-	n, err := node.New(opt)
+	n, err := node.New(opt.Options)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { n.Run(ctx); close(done) }()
-	h := New(n, Options{})
+	h := New(n, opt.HTTP)
 	srv := httptest.NewServer(h)
 	t.Cleanup(func() {
 		srv.Close()
 		cancel()
 		<-done
 	})
-	return &env{t: t, n: n, h: h, srv: srv, reg: reg, logs: logs}
+	return &env{t: t, n: n, h: h, http: opt.HTTP, srv: srv, reg: reg, logs: logs}
 }
 
 type resp struct {

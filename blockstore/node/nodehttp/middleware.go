@@ -16,7 +16,7 @@ import (
 
 // allowNetworks refuses clients outside the allowed networks (403).
 func (a *api) allowNetworks(next http.Handler) http.Handler {
-	allowed := a.cfg.AllowedNetworks
+	allowed := a.o.AllowedNetworks
 	if len(allowed) == 0 {
 		return next
 	}

@@ -22,6 +22,8 @@ package nodehttp
 
 import (
 	"net/http"
+	"net/netip"
+	"time"
 
 	"github.com/gorilla/mux"
 	"github.com/klauspost/compress/gzhttp"
@@ -32,8 +34,20 @@ import (
 	"github.com/keepgate/keepgate/internal/httpserver"
 )
 
-// Options are policies of the HTTP API beyond the node's own options.
+// Options are the policies of a node's HTTP API.
 type Options struct {
+	// AdminToken guards the admin endpoints; empty refuses them all.
+	AdminToken string
+	// ManagementToken guards /_health/ping (404 when empty), /metrics and
+	// /status.json (open when empty).
+	ManagementToken string
+	// BodyIdleTimeout: a PUT body that stalls this long is abandoned (408);
+	// a GET client that stops reading this long is cut off. 0: no limit.
+	BodyIdleTimeout time.Duration
+	// AllowedNetworks: clients outside these get 403. Nil: everyone.
+	AllowedNetworks []netip.Prefix
+	// TrustedProxies may tell the client address in X-Forwarded-For.
+	TrustedProxies []netip.Prefix
 	// WriteToken, if set, is required to store blocks: PUT is accepted
 	// only with "Authorization: Bearer <WriteToken>" (or the admin
 	// token); 401 without a token, 403 with another one, before the body
@@ -45,7 +59,7 @@ type Options struct {
 }
 
 // New returns n's HTTP API with o applied. Around the routes: request
-// ids, the client address (node.Options.TrustedProxies), one access-log
+// ids, the client address (Options.TrustedProxies), one access-log
 // line per request, request metrics (keepstore_requests_total by method
 // and code, keepstore_requests_in_flight, registered on the node's
 // Registry and shared by every handler of the node), the allowed networks
@@ -60,7 +74,7 @@ func New(n *node.Node, o Options) http.Handler {
 	h = a.allowNetworks(h)
 	h = a.instrument(h)
 	h = httpserver.WithAccessLog(a.cfg.Logger, h)
-	h = httpserver.WithClientIP(a.cfg.TrustedProxies, h)
+	h = httpserver.WithClientIP(a.o.TrustedProxies, h)
 	return httpserver.WithRequestID(h)
 }
 

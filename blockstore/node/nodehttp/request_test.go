@@ -62,7 +62,7 @@ func TestBlockRange(t *testing.T) {
 // (registered once) and its request cap.
 func TestTwoHandlersOneNode(t *testing.T) {
 	e, _ := oneMount(t)
-	other := New(e.n, Options{WriteToken: "w"})
+	other := New(e.n, withWriteToken(e.http, "w"))
 	rec := httptest.NewRecorder()
 	other.ServeHTTP(rec, httptest.NewRequest("PUT", "/"+helloHash, bytes.NewReader(hello)))
 	if rec.Code != 401 {

@@ -19,7 +19,7 @@ const writeTok = "store-write-token-0123456789"
 // writeTokenEnv is oneMount served by New(n, Options{WriteToken: writeTok}).
 func writeTokenEnv(t *testing.T) *env {
 	e, _ := oneMount(t)
-	h := New(e.n, Options{WriteToken: writeTok})
+	h := New(e.n, withWriteToken(e.http, writeTok))
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	we := *e
