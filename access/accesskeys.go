@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/golang-lru/v2/expirable"
 
 	"github.com/keepgate/keepgate/blockstore"
+	"github.com/keepgate/keepgate/internal/every"
 	"github.com/keepgate/keepgate/state"
 	"github.com/keepgate/keepgate/usage"
 )
@@ -191,17 +192,8 @@ func (a *AccessKeys) FlushUsed(ctx context.Context) error {
 // KeepFlushing flushes last-used times every interval until ctx ends, and
 // once more then.
 func (a *AccessKeys) KeepFlushing(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			a.FlushUsed(fctx)
-			cancel()
-			return
-		case <-t.C:
-			a.FlushUsed(ctx)
-		}
-	}
+	every.Do(ctx, interval, func(ctx context.Context) { a.FlushUsed(ctx) })
+	fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	a.FlushUsed(fctx)
 }

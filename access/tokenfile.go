@@ -15,6 +15,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/keepgate/keepgate/internal/config"
+	"github.com/keepgate/keepgate/internal/every"
 )
 
 // TokenFile is an Authenticator backed by a YAML file:
@@ -145,17 +146,10 @@ func (tf *TokenFile) Authenticate(_ context.Context, token string) (*Identity, e
 // Watch polls the file every interval and reloads it when it changed, until
 // ctx is done.
 func (tf *TokenFile) Watch(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every.Do(ctx, interval, func(context.Context) {
 		st, err := stampOf(tf.path)
 		if err != nil {
-			continue
+			return
 		}
 		tf.mu.RLock()
 		same := st == tf.stat
@@ -168,7 +162,7 @@ func (tf *TokenFile) Watch(ctx context.Context, interval time.Duration) {
 				tf.mu.Unlock()
 			}
 		}
-	}
+	})
 }
 
 var _ Authenticator = (*TokenFile)(nil)

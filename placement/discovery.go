@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/keepgate/keepgate/blockstore"
+	"github.com/keepgate/keepgate/internal/every"
 )
 
 // Discovery is the registry of keepstores an Arvados-compatible API
@@ -75,20 +76,13 @@ func (d *Discovery) Discover(ctx context.Context, token string) ([]Service, erro
 // Feed rediscovers the stores every interval until ctx is done and hands
 // each list to set (the gateway's SetServices, i.e. its rendezvous
 // router); a failure is logged and keeps the previous list.
-func (d *Discovery) Feed(ctx context.Context, token string, every time.Duration, set func([]Service), log *slog.Logger) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+func (d *Discovery) Feed(ctx context.Context, token string, interval time.Duration, set func([]Service), log *slog.Logger) {
+	every.Do(ctx, interval, func(ctx context.Context) {
 		svcs, err := d.Discover(ctx, token)
 		if err != nil {
 			log.Warn("keep service discovery failed; keeping the previous list", "error", err.Error())
-			continue
+			return
 		}
 		set(svcs)
-	}
+	})
 }

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/keepgate/keepgate/internal/every"
 	"github.com/keepgate/keepgate/state"
 )
 
@@ -48,15 +49,6 @@ func (h *Heartbeats) Beat(ctx context.Context) error {
 // Run beats every interval until ctx ends (errors are the flusher's to
 // report: both fail together).
 func (h *Heartbeats) Run(ctx context.Context) {
-	t := time.NewTicker(h.interval)
-	defer t.Stop()
 	h.Beat(ctx)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			h.Beat(ctx)
-		}
-	}
+	every.Do(ctx, h.interval, func(ctx context.Context) { h.Beat(ctx) })
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/keepgate/keepgate/blockstore"
+	"github.com/keepgate/keepgate/internal/every"
 	"github.com/keepgate/keepgate/metering"
 )
 
@@ -143,14 +144,5 @@ func (l *Limits) Refresh(ctx context.Context) {
 
 // Run refreshes every RefreshInterval until ctx ends.
 func (l *Limits) Run(ctx context.Context) {
-	t := time.NewTicker(RefreshInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			l.Refresh(ctx)
-		}
-	}
+	every.Do(ctx, RefreshInterval, l.Refresh)
 }

@@ -63,6 +63,7 @@ import (
 	"golang.org/x/sync/semaphore"
 
 	"github.com/keepgate/keepgate/blockstore"
+	"github.com/keepgate/keepgate/internal/every"
 )
 
 // Mount is one volume attached to the node.
@@ -333,21 +334,14 @@ func (n *Node) Run(ctx context.Context) error {
 }
 
 func (n *Node) sweep(ctx context.Context, m *mount) {
-	t := time.NewTicker(n.opt.TrashCheckInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			start := time.Now()
-			if err := m.vol.EmptyTrash(ctx); err != nil && ctx.Err() == nil {
-				n.log.Warn("emptying trash failed", "mount", m.UUID, "error", err.Error())
-			} else {
-				n.log.Debug("emptied trash", "mount", m.UUID, "seconds", time.Since(start).Seconds())
-			}
+	every.Do(ctx, n.opt.TrashCheckInterval, func(ctx context.Context) {
+		start := time.Now()
+		if err := m.vol.EmptyTrash(ctx); err != nil && ctx.Err() == nil {
+			n.log.Warn("emptying trash failed", "mount", m.UUID, "error", err.Error())
+		} else {
+			n.log.Debug("emptied trash", "mount", m.UUID, "seconds", time.Since(start).Seconds())
 		}
-	}
+	})
 }
 
 // badCopies remembers (mount, hash) pairs found corrupt on read, so later
