@@ -77,7 +77,7 @@ func checkText(c state.Collection) error {
 	return nil
 }
 
-func scanColl(row pgx.Row) (state.Collection, error) {
+func scanColl(row sqlrow.Row) (state.Collection, error) {
 	var c state.Collection
 	var props string
 	var created, modified, trash, del int64
@@ -230,15 +230,8 @@ func (d *DB) ListCollections(ctx context.Context, q state.CollectionQuery) ([]st
 		return nil, 0, d.wrap("list collections", err)
 	}
 	defer rows.Close()
-	out := []state.Collection{}
-	for rows.Next() {
-		c, err := scanColl(rows)
-		if err != nil {
-			return nil, 0, d.wrap("list collections", err)
-		}
-		out = append(out, c)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := sqlrow.Collect(rows, scanColl)
+	if err != nil {
 		return nil, 0, d.wrap("list collections", err)
 	}
 	rows.Close()

@@ -155,7 +155,7 @@ type dbError struct {
 func (e *dbError) Error() string { return e.msg }
 func (e *dbError) Unwrap() error { return e.err }
 
-func scanKey(row pgx.Row) (state.Key, error) {
+func scanKey(row sqlrow.Row) (state.Key, error) {
 	k, err := sqlrow.ScanKey(row.Scan)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return k, state.ErrNotFound
@@ -194,15 +194,8 @@ func (d *DB) ListKeys(ctx context.Context, storage string, includeRevoked bool) 
 		return nil, d.wrap("list keys", err)
 	}
 	defer rows.Close()
-	out := []state.Key{}
-	for rows.Next() {
-		k, err := scanKey(rows)
-		if err != nil {
-			return nil, d.wrap("list keys", err)
-		}
-		out = append(out, k)
-	}
-	return out, d.wrap("list keys", rows.Err())
+	out, err := sqlrow.Collect(rows, scanKey)
+	return out, d.wrap("list keys", err)
 }
 
 // UpdateKey implements state.Store: the row is locked (SELECT ... FOR

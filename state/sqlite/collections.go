@@ -40,7 +40,7 @@ func nonNil(s []string) []string {
 	return s
 }
 
-func scanColl(s scanner) (state.Collection, error) {
+func scanColl(s sqlrow.Row) (state.Collection, error) {
 	var c state.Collection
 	var classes, props string
 	var created, modified, trash, del int64
@@ -163,15 +163,11 @@ func (d *DB) ListCollections(ctx context.Context, q state.CollectionQuery) ([]st
 		return nil, 0, d.wrap("list collections", err)
 	}
 	defer rows.Close()
-	out := []state.Collection{}
-	for rows.Next() {
-		c, err := scanColl(rows)
-		if err != nil {
-			return nil, 0, d.wrap("list collections", err)
-		}
-		out = append(out, c)
+	out, err := sqlrow.Collect(rows, scanColl)
+	if err != nil {
+		return nil, 0, d.wrap("list collections", err)
 	}
-	return out, matched, d.wrap("list collections", rows.Err())
+	return out, matched, nil
 }
 
 // UpdateCollection implements state.CollectionStore.

@@ -98,9 +98,7 @@ func (d *DB) Close() error {
 	return err
 }
 
-type scanner interface{ Scan(...any) error }
-
-func scanKey(s scanner) (state.Key, error) { return sqlrow.ScanKey(s.Scan) }
+func scanKey(s sqlrow.Row) (state.Key, error) { return sqlrow.ScanKey(s.Scan) }
 
 func (d *DB) wrap(op string, err error) error {
 	if err == nil || errors.Is(err, state.ErrNotFound) || errors.Is(err, state.ErrExists) {
@@ -140,15 +138,8 @@ func (d *DB) ListKeys(ctx context.Context, storage string, includeRevoked bool) 
 		return nil, d.wrap("list keys", err)
 	}
 	defer rows.Close()
-	out := []state.Key{}
-	for rows.Next() {
-		k, err := scanKey(rows)
-		if err != nil {
-			return nil, d.wrap("list keys", err)
-		}
-		out = append(out, k)
-	}
-	return out, d.wrap("list keys", rows.Err())
+	out, err := sqlrow.Collect(rows, scanKey)
+	return out, d.wrap("list keys", err)
 }
 
 // UpdateKey implements state.Store.

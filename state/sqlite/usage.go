@@ -68,15 +68,8 @@ func (d *DB) QueryUsage(ctx context.Context, f state.UsageFilter) ([]state.Usage
 		return nil, d.wrap("query usage", err)
 	}
 	defer rows.Close()
-	out := []state.UsageRow{}
-	for rows.Next() {
-		r, err := sqlrow.ScanUsage(rows.Scan)
-		if err != nil {
-			return nil, d.wrap("query usage", err)
-		}
-		out = append(out, r)
-	}
-	return out, d.wrap("query usage", rows.Err())
+	out, err := sqlrow.Collect(rows, func(r sqlrow.Row) (state.UsageRow, error) { return sqlrow.ScanUsage(r.Scan) })
+	return out, d.wrap("query usage", err)
 }
 
 // Heartbeat implements state.UsageStore.

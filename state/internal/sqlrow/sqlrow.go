@@ -12,6 +12,37 @@ import (
 	"github.com/keepgate/keepgate/state"
 )
 
+// Row is one result row of either engine (database/sql's *Row and *Rows,
+// pgx's Row and Rows).
+type Row interface {
+	Scan(dest ...any) error
+}
+
+// Rows is a result set of either engine (database/sql's *Rows, pgx.Rows).
+type Rows interface {
+	Row
+	Next() bool
+	Err() error
+}
+
+// Collect scans every row of rows with scan, stopping at the first error;
+// the slice is empty, never nil, when there are no rows. The caller still
+// closes rows.
+func Collect[T any](rows Rows, scan func(Row) (T, error)) ([]T, error) {
+	out := []T{}
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // KeyColumns lists the access_keys columns in the order of KeyArgs and
 // ScanKey.
 const KeyColumns = `id, uid, storage, scopes, description, created_at, expires_at, revoked_at, disabled, last_used_at,
