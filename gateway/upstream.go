@@ -320,12 +320,12 @@ func statusOfUpstream(err error) int {
 	return 0
 }
 
-// temporary reports whether a store failure may succeed on retry (network
-// error, 408, 429, 5xx except 507).
+// temporary reports whether a store failure may succeed on retry: a
+// network error, or an answer keepwire.RetryableStatus allows.
 func temporary(err error) bool {
 	s := statusOfUpstream(err)
 	if s == 0 {
 		return !blockstore.Is(err, blockstore.KindCanceled)
 	}
-	return s == 408 || s == 429 || (s >= 500 && s != 507)
+	return keepwire.RetryableStatus(s)
 }

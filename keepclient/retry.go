@@ -111,12 +111,6 @@ type statusContext struct {
 	loc      *blockstore.Locator // GET/HEAD locator
 }
 
-// retryableStatus: 408, 429 and 5xx except 507 (KEEP-PROTOCOL §8.4).
-func retryableStatus(code int) bool {
-	return code == http.StatusRequestTimeout || code == http.StatusTooManyRequests ||
-		code >= 500 && code != http.StatusInsufficientStorage
-}
-
 // statusError turns a non-2xx answer into a one-line error saying what to
 // do, classified with blockstore.KindForStatus.
 func statusError(method string, resp *http.Response, sc statusContext) error {
@@ -172,7 +166,7 @@ func statusError(method string, resp *http.Response, sc statusContext) error {
 	if said != "" && code != http.StatusNotFound {
 		msg += fmt.Sprintf(" (proxy said: %s)", said)
 	}
-	ae := &attemptError{err: &blockstore.Error{Kind: kind, Msg: msg}, retry: retryableStatus(code)}
+	ae := &attemptError{err: &blockstore.Error{Kind: kind, Msg: msg}, retry: keepwire.RetryableStatus(code)}
 	if s := resp.Header.Get("Retry-After"); s != "" {
 		if n, err := strconv.Atoi(strings.TrimSpace(s)); err == nil && n > 0 {
 			ae.after = time.Duration(n) * time.Second

@@ -1,6 +1,7 @@
 // Package keepwire is the one home of the Keep protocol's HTTP surface
 // (KEEP-PROTOCOL.md): the X-Keep-* header names, the CORS values of §7, the
-// Range rule, and the storage-classes header syntax. Servers (keepstore,
+// Range rule, the storage-classes header syntax and the retry rule
+// (RetryableStatus). Servers (keepstore,
 // keepproxy) and clients (the proxy toward its stores, keepclient,
 // keepbench) use these names and parsers, so a header is spelled once; `make
 // lint` fails when an X-Keep-* literal appears anywhere else.
@@ -8,6 +9,7 @@ package keepwire
 
 import (
 	"net"
+	"net/http"
 	"sort"
 	"strconv"
 	"strings"
@@ -180,4 +182,13 @@ func IsZeroSuffix(v string) bool {
 	a, b, dash := strings.Cut(spec, "-")
 	n, err := strconv.ParseInt(b, 10, 64)
 	return ok && dash && a == "" && err == nil && n == 0
+}
+
+// RetryableStatus is the one retry rule of the protocol (KEEP-PROTOCOL
+// §8.4): an answer of 408, 429 or 5xx other than 507 (full or read-only:
+// trying again will not make room) may succeed on another try, or on
+// another store.
+func RetryableStatus(code int) bool {
+	return code == http.StatusRequestTimeout || code == http.StatusTooManyRequests ||
+		code >= 500 && code != http.StatusInsufficientStorage
 }

@@ -107,3 +107,12 @@ func TestIsZeroSuffix(t *testing.T) {
 		}
 	}
 }
+
+func TestRetryableStatus(t *testing.T) {
+	for code, want := range map[int]bool{408: true, 429: true, 500: true, 502: true, 503: true, 504: true,
+		507: false, 400: false, 401: false, 403: false, 404: false, 413: false, 416: false, 422: false} {
+		if got := RetryableStatus(code); got != want {
+			t.Errorf("RetryableStatus(%d) = %v, want %v", code, got, want)
+		}
+	}
+}
