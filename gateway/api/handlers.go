@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
-	"time"
 
 	"github.com/keepgate/keepgate/blockstore"
 	"github.com/keepgate/keepgate/blockstore/keepwire"
@@ -98,18 +97,16 @@ func (s *Server) copyBlock(w http.ResponseWriter, r *http.Request, blk *gateway.
 	pacer := metering.From(r.Context()).Out
 	// Splicing needs the connection's ReadFrom behind w (every wrapper
 	// on the way, httpsnoop's included, forwards it).
+	pw := httpserver.NewProgressWriter(w, s.opt.BodyIdleTimeout)
+	defer pw.Clear()
 	if _, rf := w.(io.ReaderFrom); rf && blk.CanSplice(r.TLS != nil, pacer != nil) {
-		rc := http.NewResponseController(w)
-		defer rc.SetWriteDeadline(time.Time{})
 		// The next segment must be taken within the idle timeout.
-		return blk.SpliceTo(w, func() { _ = rc.SetWriteDeadline(time.Now().Add(s.opt.BodyIdleTimeout)) })
+		return blk.SpliceTo(w, pw.Extend)
 	}
 	buf := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(buf)
-	// progressWriter also hides the ResponseWriter's ReadFrom, which would
-	// copy in 32 KiB pieces instead of our 256 KiB buffer.
-	pw := newProgressWriter(w, s.opt.BodyIdleTimeout)
-	defer pw.clear()
+	// pw also hides the ResponseWriter's ReadFrom, which would copy in
+	// 32 KiB pieces instead of our 256 KiB buffer.
 	return io.CopyBuffer(pacedOutput(r.Context(), pw, pacer), blk, *buf)
 }
 

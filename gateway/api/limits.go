@@ -2,9 +2,7 @@ package gatewayapi
 
 import (
 	"context"
-	"fmt"
 	"io"
-	"net/http"
 	"time"
 
 	"github.com/keepgate/keepgate/blockstore"
@@ -101,28 +99,3 @@ func (m *minRateReader) Read(p []byte) (int, error) {
 	m.n += int64(n)
 	return n, err
 }
-
-// progressWriter moves the connection's write deadline to now+idle before
-// every write: a client that keeps reading, however slowly, is served to
-// the end; one that stops reading for idle is cut off and frees its share.
-type progressWriter struct {
-	w    io.Writer
-	rc   *http.ResponseController
-	idle time.Duration
-}
-
-func newProgressWriter(w http.ResponseWriter, idle time.Duration) *progressWriter {
-	return &progressWriter{w: w, rc: http.NewResponseController(w), idle: idle}
-}
-
-func (p *progressWriter) Write(b []byte) (int, error) {
-	_ = p.rc.SetWriteDeadline(time.Now().Add(p.idle))
-	n, err := p.w.Write(b)
-	if err != nil {
-		err = fmt.Errorf("client stopped reading (no progress for %s): %w", p.idle, err)
-	}
-	return n, err
-}
-
-// clear removes the deadline once the body is sent.
-func (p *progressWriter) clear() { _ = p.rc.SetWriteDeadline(time.Time{}) }

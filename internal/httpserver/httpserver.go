@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/big"
@@ -261,4 +262,48 @@ func (p *ProgressReader) Read(b []byte) (int, error) {
 		p.err = err
 	}
 	return n, err
+}
+
+// ProgressWriter is a response body written with progress-based
+// deadlines: before every write the connection's write deadline moves to
+// now+idle, so a client that keeps reading, however slowly, is served to
+// the end, and one that stops reading for idle is cut off (freeing what
+// the request holds). It hides the ResponseWriter's ReadFrom. Clear must
+// be called when the body is done: the deadline would otherwise outlive
+// the response and fail the next one on a kept-alive connection.
+type ProgressWriter struct {
+	w    io.Writer
+	rc   *http.ResponseController
+	idle time.Duration
+}
+
+// NewProgressWriter returns w's ProgressWriter; idle <= 0 sets no deadline.
+func NewProgressWriter(w http.ResponseWriter, idle time.Duration) *ProgressWriter {
+	return &ProgressWriter{w: w, rc: http.NewResponseController(w), idle: idle}
+}
+
+// Extend moves the write deadline to now+idle (for a writer that sends
+// bytes around Write, e.g. by splicing).
+func (p *ProgressWriter) Extend() {
+	if p.idle > 0 {
+		_ = p.rc.SetWriteDeadline(time.Now().Add(p.idle))
+	}
+}
+
+// Write extends the deadline and writes b; a failure says the client
+// stopped reading.
+func (p *ProgressWriter) Write(b []byte) (int, error) {
+	p.Extend()
+	n, err := p.w.Write(b)
+	if err != nil && p.idle > 0 {
+		err = fmt.Errorf("client stopped reading (no progress for %s): %w", p.idle, err)
+	}
+	return n, err
+}
+
+// Clear removes the write deadline.
+func (p *ProgressWriter) Clear() {
+	if p.idle > 0 {
+		_ = p.rc.SetWriteDeadline(time.Time{})
+	}
 }

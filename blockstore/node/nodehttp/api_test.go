@@ -20,6 +20,7 @@ import (
 	"github.com/keepgate/keepgate/blockstore/memvolume"
 	"github.com/keepgate/keepgate/blockstore/node"
 	"github.com/keepgate/keepgate/blockstore/volumetest"
+	"github.com/keepgate/keepgate/internal/httpserver"
 )
 
 var hello = []byte("hello keep\n") // 6f09f2b353b6d63069f770b90e2b112c
@@ -811,7 +812,7 @@ func (c *countingReader) Read(p []byte) (int, error) { c.reads++; return c.r.Rea
 // deadline expiring after the body's end cancels the request.
 func TestBodyEndIsSticky(t *testing.T) {
 	cr := &countingReader{r: strings.NewReader("abc")}
-	b := &endClearsDeadline{r: cr, rc: http.NewResponseController(httptest.NewRecorder())}
+	b := httpserver.ProgressBody(httptest.NewRecorder(), httptest.NewRequest("PUT", "/", cr), time.Minute)
 	if got, err := io.ReadAll(b); string(got) != "abc" || err != nil {
 		t.Fatalf("%q %v", got, err)
 	}
@@ -823,5 +824,39 @@ func TestBodyEndIsSticky(t *testing.T) {
 	}
 	if cr.reads != before {
 		t.Fatalf("%d reads reached the body after its end", cr.reads-before)
+	}
+}
+
+// A GET's write deadline ends with its response: the next request on a
+// kept-alive connection (keepproxy pools them) is answered even when it
+// comes after more than BodyIdleTimeout.
+func TestKeptAliveConnectionAfterIdleTimeout(t *testing.T) {
+	e, fv := oneMount(t, func(o *envOptions) {
+		o.RequireSignatures = false
+		o.HTTP.BodyIdleTimeout = 200 * time.Millisecond
+	})
+	data, h := volumetest.Block(41, 100<<10)
+	fv.Volume.Put(context.Background(), h, bytes.NewReader(data), int64(len(data)))
+	conn, err := net.Dial("tcp", e.srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(conn)
+	for i := 0; i < 2; i++ {
+		if i == 1 {
+			time.Sleep(500 * time.Millisecond) // longer than BodyIdleTimeout
+		}
+		fmt.Fprintf(conn, "GET /%s+%d HTTP/1.1\r\nHost: keep\r\n\r\n", h, len(data))
+		res, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("GET %d on one connection: %v", i+1, err)
+		}
+		got, err := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != 200 || err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("GET %d on one connection: %d, %d bytes, %v", i+1, res.StatusCode, len(got), err)
+		}
 	}
 }

@@ -54,7 +54,7 @@ func (a *api) readPut(w http.ResponseWriter, r *http.Request) (node.PutRequest, 
 		return node.PutRequest{}, err
 	}
 	return node.PutRequest{Hash: h, Size: r.ContentLength, SizeHint: putSizeHint(s),
-		Body:    putBody(w, r, a.o.BodyIdleTimeout),
+		Body:    httpserver.ProgressBody(w, r, a.o.BodyIdleTimeout),
 		Classes: httpserver.ParseClasses(r.Header.Get(keepwire.StorageClasses)),
 		Vouched: a.vouchedSums(r, h)}, nil
 }

@@ -21,7 +21,9 @@ import (
 // headers is logged; the response then ends short of its Content-Length.
 func (a *api) writeBlock(w http.ResponseWriter, r *http.Request, rd *node.Reader) {
 	w.WriteHeader(setBlockHeaders(w.Header(), rd))
-	if _, err := rd.WriteTo(progressWriter(w, a.o.BodyIdleTimeout)); err != nil {
+	pw := httpserver.NewProgressWriter(w, a.o.BodyIdleTimeout)
+	defer pw.Clear()
+	if _, err := rd.WriteTo(pw); err != nil {
 		a.logFor(r.Context()).Warn("block body cut short", "error", err.Error(), "canceled", r.Context().Err() != nil)
 	}
 }
