@@ -16,19 +16,22 @@ const spliceSegment = 1 << 20
 // CanSplice reports whether the rest of the block can go from the store's
 // connection to the client's without passing through the gateway's
 // memory: the stores vouch for every byte (keepwire.DataVerified), so the
-// gateway need not look at them; no rate cap paces them (paced); the
-// client's connection is plain TCP (clientTLS false: TLS needs the bytes
-// in user space); and the store's answer came through rawhttp.
-func (b *Block) CanSplice(clientTLS, paced bool) bool {
-	if !b.trusted || paced || clientTLS || b.req.Head {
+// gateway need not look at them; the client's connection is plain TCP
+// (clientTLS false: TLS needs the bytes in user space); and the store's
+// answer came through rawhttp.
+func (b *Block) CanSplice(clientTLS bool) bool {
+	if !b.trusted || clientTLS || b.req.Head {
 		return false
 	}
 	_, ok := b.resp.Body.(*rawhttp.Body)
 	return ok
 }
 
-// SpliceTo sends the rest of the block to w in segments, extending the
-// client's deadline before each, and fails over to the next store (with a
+// SpliceTo sends the rest of the block to w in segments of at most 1 MiB.
+// Whenever what it was granted is sent, next(want) is asked how much to
+// send now (at most want, more than 0): it extends the client's deadline
+// and waits for a rate cap's tokens; its error (the request ended while
+// waiting) ends the response. SpliceTo fails over to the next store (with a
 // Range request, as readSplice does) when a store ends early or fails. An
 // error that is certainly the client's (a broken pipe, its write
 // deadline) ends the response at once.
@@ -36,17 +39,23 @@ func (b *Block) CanSplice(clientTLS, paced bool) bool {
 // splice(2) does not say which side an error came from; any other error is
 // taken to be the store's, so a client that reset its connection costs
 // one more store request, whose write then fails with a broken pipe.
-func (b *Block) SpliceTo(w io.Writer, extend func()) (int64, error) {
+func (b *Block) SpliceTo(w io.Writer, next func(want int64) (int64, error)) (int64, error) {
 	var sent int64
+	var paid int64 // granted by next and not sent yet
 	for b.read < b.Length {
-		want := min(spliceSegment, b.Length-b.read)
-		extend()
+		if paid == 0 {
+			var err error
+			if paid, err = next(min(spliceSegment, b.Length-b.read)); err != nil {
+				return sent, err
+			}
+		}
+		want := min(paid, b.Length-b.read)
 		raw, ok := b.resp.Body.(*rawhttp.Body)
 		if !ok {
 			// A failover store answered through net/http (a unix socket):
 			// copy this segment; readSplice counts and fails over itself.
 			n, err := io.CopyN(onlyWriter{w}, readerFunc(b.readSplice), want)
-			sent += n
+			sent, paid = sent+n, paid-n
 			if err != nil {
 				return sent, err
 			}
@@ -55,7 +64,7 @@ func (b *Block) SpliceTo(w io.Writer, extend func()) (int64, error) {
 		n, err := raw.SpliceTo(w, want)
 		b.read += n
 		b.g.metrics.bytesSpliced.Add(float64(n))
-		sent += n
+		sent, paid = sent+n, paid-n
 		if err == nil {
 			continue
 		}

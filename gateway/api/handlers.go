@@ -92,16 +92,27 @@ func (s *Server) writeBlock(w http.ResponseWriter, r *http.Request, blk *gateway
 
 // copyBlock sends the block's bytes: spliced from the store's connection
 // when nothing needs to see them (gateway.Block.SpliceTo), copied through
-// a budgeted 256 KiB buffer otherwise.
+// a budgeted 256 KiB buffer otherwise; paced by the key's rate cap either
+// way.
 func (s *Server) copyBlock(w http.ResponseWriter, r *http.Request, blk *gateway.Block) (int64, error) {
 	pacer := metering.From(r.Context()).Out
 	// Splicing needs the connection's ReadFrom behind w (every wrapper
 	// on the way, httpsnoop's included, forwards it).
 	pw := httpserver.NewProgressWriter(w, s.opt.BodyIdleTimeout)
 	defer pw.Clear()
-	if _, rf := w.(io.ReaderFrom); rf && blk.CanSplice(r.TLS != nil, pacer != nil) {
-		// The next segment must be taken within the idle timeout.
-		return blk.SpliceTo(w, pw.Extend)
+	if _, rf := w.(io.ReaderFrom); rf && blk.CanSplice(r.TLS != nil) {
+		return blk.SpliceTo(w, func(want int64) (int64, error) {
+			pw.Extend() // the segment must be taken within the idle timeout
+			if pacer == nil {
+				return want, nil
+			}
+			// A capped key: segments of at most one burst, each paid for
+			// before it is sent, as the copy path pays for each write.
+			if m := int64(pacer.Max()); m > 0 {
+				want = min(want, m)
+			}
+			return want, pacer.Wait(r.Context(), int(want))
+		})
 	}
 	buf := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(buf)

@@ -1,15 +1,18 @@
 package gatewayapi
 
 import (
+	"context"
 	"crypto/tls"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/keepgate/keepgate/blockstore/volumetest"
+	"github.com/keepgate/keepgate/metering"
 )
 
 // splicedCluster is a cluster and its keepproxy_spliced_bytes_total.
@@ -112,5 +115,64 @@ func TestGetOverTLSIsCopied(t *testing.T) {
 	}
 	if s := spliced(); s != 0 {
 		t.Fatalf("spliced %.0f bytes to a TLS client", s)
+	}
+}
+
+// lockedPacer is a countingPacer safe to read while a handler uses it.
+type lockedPacer struct {
+	mu sync.Mutex
+	countingPacer
+}
+
+func (l *lockedPacer) Wait(ctx context.Context, n int) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.countingPacer.Wait(ctx, n)
+}
+
+func (l *lockedPacer) paid(t *testing.T) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	sum := 0
+	for _, n := range l.waits {
+		if n > l.max || n <= 0 {
+			t.Fatalf("a segment of %d bytes paid at once (burst %d)", n, l.max)
+		}
+		sum += n
+	}
+	l.waits = nil
+	return sum
+}
+
+// pacingAdmitter paces every transfer's output with its pacer.
+type pacingAdmitter struct{ p metering.Pacer }
+
+func (a pacingAdmitter) Admit(_ context.Context, t *metering.Transfer) (func(), error) {
+	t.Out = a.p
+	return nil, nil
+}
+
+// A rate-capped key's GET is spliced too, each segment paid for before it
+// is sent and none larger than the pacer's burst.
+func TestGetSplicedPaced(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	p := &lockedPacer{countingPacer: countingPacer{max: 300 << 10}}
+	c := newCluster(t, 1, func(o *Options) {
+		o.Registry = reg
+		o.Meter = &metering.Meter{Admitters: []metering.Admitter{pacingAdmitter{p}}}
+	})
+	data, h := volumetest.Block(24, 3<<20+17)
+	loc := readAll(t, c.do("PUT", "/"+h.String(), tokRW, data, map[string]string{"X-Keep-Desired-Replicas": "1"}))
+	p.paid(t) // the PUT's
+	resp := c.do("GET", "/"+loc, tokRW, nil, nil)
+	if got := readAll(t, resp); resp.StatusCode != 200 || got != string(data) {
+		t.Fatalf("paced GET: %d, %d bytes", resp.StatusCode, len(got))
+	}
+	c.srv.Close() // the handler has returned
+	if paid := p.paid(t); paid != len(data) {
+		t.Fatalf("paid for %d bytes of %d", paid, len(data))
+	}
+	if s := splicedBytes(t, reg)(); s < float64(len(data)-64<<10) {
+		t.Fatalf("spliced %.0f of %d bytes of a paced GET", s, len(data))
 	}
 }
