@@ -106,12 +106,10 @@ func (s *Server) copyBlock(w http.ResponseWriter, r *http.Request, blk *gateway.
 			if pacer == nil {
 				return want, nil
 			}
-			// A capped key: segments of at most one burst, each paid for
-			// before it is sent, as the copy path pays for each write.
-			if m := int64(pacer.Max()); m > 0 {
-				want = min(want, m)
-			}
-			return want, pacer.Wait(r.Context(), int(want))
+			// A capped key: each segment paid for before it is sent, as
+			// the copy path pays for each write.
+			n, err := payAhead(r.Context(), pacer, int(want))
+			return int64(n), err
 		})
 	}
 	buf := copyBufs.Get().(*[]byte)

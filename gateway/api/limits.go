@@ -60,14 +60,11 @@ type pacedWriter struct {
 func (pw *pacedWriter) Write(b []byte) (int, error) {
 	done := 0
 	for done < len(b) {
-		chunk := b[done:]
-		if m := pw.p.Max(); len(chunk) > m {
-			chunk = chunk[:m]
-		}
-		if err := pw.p.Wait(pw.ctx, len(chunk)); err != nil {
+		paid, err := payAhead(pw.ctx, pw.p, len(b)-done)
+		if err != nil {
 			return done, err
 		}
-		n, err := pw.w.Write(chunk)
+		n, err := pw.w.Write(b[done : done+paid])
 		done += n
 		if err != nil {
 			return done, err
@@ -98,4 +95,13 @@ func (m *minRateReader) Read(p []byte) (int, error) {
 	n, err := m.r.Read(p)
 	m.n += int64(n)
 	return n, err
+}
+
+// payAhead is what a paced writer pays before it sends: want cut to p's
+// burst, and that many tokens waited for. It returns how many bytes may go.
+func payAhead(ctx context.Context, p metering.Pacer, want int) (int, error) {
+	if m := p.Max(); m > 0 && want > m {
+		want = m
+	}
+	return want, p.Wait(ctx, want)
 }
