@@ -54,7 +54,7 @@ func (b *Block) SpliceTo(w io.Writer, next func(want int64) (int64, error)) (int
 		if !ok {
 			// A failover store answered through net/http (a unix socket):
 			// copy this segment; readSplice counts and fails over itself.
-			n, err := io.CopyN(onlyWriter{w}, readerFunc(b.readSplice), want)
+			n, err := io.CopyN(w, readerFunc(b.readSplice), want)
 			sent, paid = sent+n, paid-n
 			if err != nil {
 				return sent, err
@@ -83,6 +83,3 @@ func (b *Block) SpliceTo(w io.Writer, next func(want int64) (int64, error)) (int
 	}
 	return sent, nil
 }
-
-// onlyWriter hides a writer's ReadFrom.
-type onlyWriter struct{ io.Writer }

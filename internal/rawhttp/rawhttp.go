@@ -247,9 +247,6 @@ func (b *Body) Read(p []byte) (int, error) {
 	if err != nil {
 		b.err = err
 	}
-	if b.remaining == 0 && err == nil && n > 0 {
-		return n, nil
-	}
 	return n, err
 }
 
@@ -279,7 +276,7 @@ func (b *Body) SpliceTo(dst io.Writer, max int64) (int64, error) {
 	var n int64
 	var err error
 	if k := int64(b.cn.br.Buffered()); k > 0 {
-		n, err = io.CopyN(onlyWriter{dst}, b.cn.br, min(k, max))
+		n, err = io.CopyN(dst, b.cn.br, min(k, max))
 	} else {
 		lr := &io.LimitedReader{R: b.cn.tcp, N: max}
 		n, err = io.Copy(dst, lr)
@@ -293,10 +290,6 @@ func (b *Body) SpliceTo(dst io.Writer, max int64) (int64, error) {
 	}
 	return n, err
 }
-
-// onlyWriter hides dst's ReadFrom (bytes from the header buffer cannot be
-// spliced).
-type onlyWriter struct{ io.Writer }
 
 // Close releases the connection: back to the pool when the body was read
 // to its end, closed otherwise.
